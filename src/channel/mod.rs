@@ -1,0 +1,726 @@
+//! Blocking and async MPMC channels over the [`Ring`](crate::ring::Ring),
+//! with an explicit overflow policy.
+//!
+//! ```
+//! use sheaf::channel::{self, Overflow};
+//!
+//! let (tx, rx) = channel::bounded::<u64>(2);
+//! tx.send(1).unwrap();
+//! tx.try_send(2).unwrap();
+//! assert!(tx.try_send(3).is_err()); // full: the item comes back
+//! drop(tx);
+//! assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2]); // ends at disconnection
+//!
+//! // Drop-oldest: a full channel evicts its oldest item, and counts it.
+//! let (tx, rx) = channel::bounded_with::<u64>(2, Overflow::DropOldest);
+//! for i in 0..5 {
+//!     tx.send(i).unwrap();
+//! }
+//! assert_eq!(rx.try_recv(), Ok(3));
+//! assert_eq!(rx.stats().dropped_oldest, 3);
+//! ```
+//!
+//! # Waiting
+//!
+//! A blocked call first retries for about a microsecond and a half (a time
+//! budget, not a count of pause instructions), then registers as a waiter and
+//! parks. A send or receive wakes a waiter only when one is registered: when
+//! nobody sleeps, the notification costs one load. There are no
+//! `sched_yield` loops, so threads beyond the core count do not burn it.
+
+mod errors;
+#[cfg(feature = "async")]
+mod futures;
+mod waiters;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+pub use errors::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
+#[cfg(feature = "async")]
+pub use futures::{RecvFuture, SendFuture};
+
+use crate::ring::{Blocked, Ring};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{thread, Arc};
+use crate::ConfigError;
+use waiters::{park_until, Wake, Waiters};
+
+/// What a send does when the channel is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Wait for room (the default).
+    #[default]
+    Block,
+    /// Wait for room up to the duration, then refuse: the item comes back
+    /// in the error and is counted in `timed_out`.
+    BlockTimeout(Duration),
+    /// Drop the item being sent and count it in `dropped_newest`.
+    DropNewest,
+    /// Evict the oldest queued item to make room and count it in `dropped_oldest`.
+    DropOldest,
+    /// Refuse at once: the item comes back in the error and is counted in `rejected`.
+    Reject,
+}
+
+/// Counters of a channel. `sent` and `received` are derived from the ring's
+/// positions, so counting them costs nothing on the hot path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChannelStats {
+    /// Items accepted into the channel.
+    pub sent: u64,
+    /// Items taken out by receivers (evictions excluded).
+    pub received: u64,
+    /// Items dropped on send under [`Overflow::DropNewest`].
+    pub dropped_newest: u64,
+    /// Queued items evicted under [`Overflow::DropOldest`] (or by [`Sender::force_send`]).
+    pub dropped_oldest: u64,
+    /// Items handed back on send under [`Overflow::Reject`].
+    pub rejected: u64,
+    /// Items handed back on send when [`Overflow::BlockTimeout`] ran out.
+    pub timed_out: u64,
+    /// Items queued now.
+    pub len: usize,
+    /// The channel's capacity.
+    pub capacity: usize,
+    /// Threads or tasks waiting to send now.
+    pub waiting_senders: usize,
+    /// Threads or tasks waiting to receive now.
+    pub waiting_receivers: usize,
+}
+
+#[derive(Default)]
+struct LossCounters {
+    dropped_newest: AtomicU64,
+    dropped_oldest: AtomicU64,
+    rejected: AtomicU64,
+    timed_out: AtomicU64,
+}
+
+struct Chan<T> {
+    ring: Ring<T>,
+    overflow: Overflow,
+    senders: AtomicUsize,
+    receivers: AtomicUsize,
+    /// Set when the last sender or the last receiver is gone.
+    disconnected: AtomicBool,
+    /// Receivers waiting for an item.
+    readers: Waiters,
+    /// Senders waiting for room.
+    writers: Waiters,
+    losses: CachePadded<LossCounters>,
+}
+
+/// How long a blocked call retries before it parks.
+const SPIN_BUDGET: Duration = Duration::from_nanos(1_500);
+/// First park while the slot in line is held by a peer mid-operation; see
+/// DESIGN.md ("The channel") for why such a wait polls.
+const IN_FLIGHT_PARK: Duration = Duration::from_micros(50);
+const IN_FLIGHT_PARK_MAX: Duration = Duration::from_millis(2);
+
+enum Attempt<R> {
+    Ready(R),
+    NotReady(Blocked),
+    Closed,
+}
+
+impl<T> Chan<T> {
+    #[inline]
+    fn is_disconnected(&self) -> bool {
+        self.disconnected.load(Ordering::SeqCst)
+    }
+
+    fn disconnect(&self) {
+        self.disconnected.store(true, Ordering::SeqCst);
+        self.readers.notify_all();
+        self.writers.notify_all();
+    }
+
+    #[inline]
+    fn pop(&self) -> Attempt<T> {
+        match self.ring.pop_or_status() {
+            Ok(item) => {
+                self.writers.notify_one();
+                Attempt::Ready(item)
+            }
+            Err(blocked) => {
+                if self.is_disconnected() {
+                    // Senders are gone: drain what they left, then report.
+                    return match self.ring.pop_or_status() {
+                        Ok(item) => Attempt::Ready(item),
+                        Err(Blocked::InFlight) => Attempt::NotReady(Blocked::InFlight),
+                        Err(Blocked::Settled) => Attempt::Closed,
+                    };
+                }
+                Attempt::NotReady(blocked)
+            }
+        }
+    }
+
+    #[inline]
+    fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> Attempt<usize> {
+        match self.ring.pop_batch_or_status(out, max) {
+            Ok(n) => {
+                if n == 1 {
+                    self.writers.notify_one();
+                } else {
+                    self.writers.notify_all();
+                }
+                Attempt::Ready(n)
+            }
+            Err(blocked) => {
+                if self.is_disconnected() {
+                    return match self.ring.pop_batch_or_status(out, max) {
+                        Ok(n) => Attempt::Ready(n),
+                        Err(Blocked::InFlight) => Attempt::NotReady(Blocked::InFlight),
+                        Err(Blocked::Settled) => Attempt::Closed,
+                    };
+                }
+                Attempt::NotReady(blocked)
+            }
+        }
+    }
+
+    /// One push attempt; `item` is left in place when it did not go in.
+    #[inline]
+    fn push(&self, item: &mut Option<T>) -> Attempt<()> {
+        if self.is_disconnected() {
+            return Attempt::Closed;
+        }
+        match self.ring.push_or_status(item.take().expect("an item to push")) {
+            Ok(()) => {
+                self.readers.notify_one();
+                Attempt::Ready(())
+            }
+            Err((back, blocked)) => {
+                *item = Some(back);
+                Attempt::NotReady(blocked)
+            }
+        }
+    }
+
+    /// Retries `attempt` for the spin budget, then parks on `waiters` until
+    /// it succeeds, the channel closes, or `deadline` passes (`None` = never).
+    fn wait<R>(
+        &self,
+        waiters: &Waiters,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Attempt<R>,
+    ) -> Result<R, WaitError> {
+        match attempt() {
+            Attempt::Ready(r) => return Ok(r),
+            Attempt::Closed => return Err(WaitError::Closed),
+            Attempt::NotReady(_) => {}
+        }
+        if !cfg!(sheaf_loom) {
+            let start = Instant::now();
+            let mut spins = 0u32;
+            loop {
+                for _ in 0..8 {
+                    crate::sync::spin_loop();
+                }
+                match attempt() {
+                    Attempt::Ready(r) => return Ok(r),
+                    Attempt::Closed => return Err(WaitError::Closed),
+                    Attempt::NotReady(_) => {}
+                }
+                spins += 1;
+                if spins % 4 == 0 && start.elapsed() >= SPIN_BUDGET {
+                    break;
+                }
+            }
+        }
+        let mut in_flight_park = IN_FLIGHT_PARK;
+        loop {
+            let ticket = waiters.register(Wake::Thread(thread::current()));
+            let blocked = match attempt() {
+                Attempt::Ready(r) => {
+                    waiters.unregister(ticket, false);
+                    return Ok(r);
+                }
+                Attempt::Closed => {
+                    waiters.unregister(ticket, false);
+                    return Err(WaitError::Closed);
+                }
+                Attempt::NotReady(blocked) => blocked,
+            };
+            let park_deadline = match blocked {
+                Blocked::Settled => deadline,
+                // The peer publishes right after its claim, but it checked for
+                // waiters before we registered: poll until it lands.
+                Blocked::InFlight => {
+                    let poll = Instant::now() + in_flight_park;
+                    in_flight_park = (in_flight_park * 2).min(IN_FLIGHT_PARK_MAX);
+                    Some(deadline.map_or(poll, |d| d.min(poll)))
+                }
+            };
+            park_until(&ticket, park_deadline);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                waiters.unregister(ticket, false);
+                return match attempt() {
+                    Attempt::Ready(r) => Ok(r),
+                    Attempt::Closed => Err(WaitError::Closed),
+                    Attempt::NotReady(_) => Err(WaitError::Timeout),
+                };
+            }
+            waiters.unregister(ticket, true);
+        }
+    }
+}
+
+enum WaitError {
+    Closed,
+    Timeout,
+}
+
+/// The sending half of a channel. Clone it for more producers.
+pub struct Sender<T> {
+    chan: Arc<Chan<T>>,
+}
+
+/// The receiving half of a channel. Clone it for more consumers.
+pub struct Receiver<T> {
+    chan: Arc<Chan<T>>,
+}
+
+/// Builds a channel; see [`builder`].
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelBuilder {
+    capacity: usize,
+    overflow: Overflow,
+}
+
+/// A builder for a channel with a chosen capacity and [`Overflow`] policy.
+///
+/// ```
+/// use sheaf::channel::{self, Overflow};
+/// let (tx, rx) = channel::builder().capacity(8).overflow(Overflow::Reject).build::<u32>().unwrap();
+/// assert_eq!(tx.capacity(), 8);
+/// assert!(channel::builder().capacity(0).build::<u32>().is_err());
+/// # drop(rx);
+/// ```
+pub fn builder() -> ChannelBuilder {
+    ChannelBuilder { capacity: 1024, overflow: Overflow::Block }
+}
+
+impl ChannelBuilder {
+    /// Items the channel holds (default 1024). Exact, not rounded.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// What [`Sender::send`] does when the channel is full (default [`Overflow::Block`]).
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Creates the channel.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if the capacity is 0 (or absurdly large).
+    pub fn build<T>(self) -> Result<(Sender<T>, Receiver<T>), ConfigError> {
+        let ring = Ring::with_capacity(self.capacity)?;
+        let chan = Arc::new(Chan {
+            ring,
+            overflow: self.overflow,
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+            disconnected: AtomicBool::new(false),
+            readers: Waiters::default(),
+            writers: Waiters::default(),
+            losses: CachePadded::new(LossCounters::default()),
+        });
+        Ok((Sender { chan: Arc::clone(&chan) }, Receiver { chan }))
+    }
+}
+
+/// A channel holding up to `capacity` items; `send` blocks while it is full.
+///
+/// # Panics
+/// If `capacity` is 0. Use [`builder`] to get a [`ConfigError`] instead.
+pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    bounded_with(capacity, Overflow::Block)
+}
+
+/// A channel holding up to `capacity` items with the given [`Overflow`] policy.
+///
+/// # Panics
+/// If `capacity` is 0. Use [`builder`] to get a [`ConfigError`] instead.
+pub fn bounded_with<T>(capacity: usize, overflow: Overflow) -> (Sender<T>, Receiver<T>) {
+    match builder().capacity(capacity).overflow(overflow).build() {
+        Ok(pair) => pair,
+        Err(e) => panic!("sheaf::channel::bounded: {e}"),
+    }
+}
+
+impl<T> Sender<T> {
+    /// Sends `item`, applying the channel's [`Overflow`] policy when it is full.
+    ///
+    /// # Errors
+    /// `Err(SendError(item))` hands the item back when it was not accepted:
+    /// every receiver is gone, or the policy is [`Overflow::Reject`] (full) or
+    /// [`Overflow::BlockTimeout`] (still full at the timeout). Use
+    /// [`try_send`](Self::try_send) or [`send_timeout`](Self::send_timeout)
+    /// to tell the reasons apart. Under `DropNewest` and `DropOldest` a send
+    /// succeeds and a dropped item is counted in [`stats`](Self::stats).
+    pub fn send(&self, item: T) -> Result<(), SendError<T>> {
+        let chan = &*self.chan;
+        match chan.overflow {
+            Overflow::Block => self.send_deadline(item, None).map_err(|e| SendError(e.into_inner())),
+            Overflow::BlockTimeout(timeout) => match self.send_timeout(item, timeout) {
+                Ok(()) => Ok(()),
+                Err(SendTimeoutError::Timeout(item)) => {
+                    chan.losses.timed_out.fetch_add(1, Ordering::Relaxed);
+                    Err(SendError(item))
+                }
+                Err(SendTimeoutError::Disconnected(item)) => Err(SendError(item)),
+            },
+            Overflow::DropNewest => match self.try_send(item) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(item)) => {
+                    chan.losses.dropped_newest.fetch_add(1, Ordering::Relaxed);
+                    drop(item);
+                    Ok(())
+                }
+                Err(TrySendError::Disconnected(item)) => Err(SendError(item)),
+            },
+            Overflow::DropOldest => self.force_send(item).map(drop),
+            Overflow::Reject => match self.try_send(item) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(item)) => {
+                    chan.losses.rejected.fetch_add(1, Ordering::Relaxed);
+                    Err(SendError(item))
+                }
+                Err(TrySendError::Disconnected(item)) => Err(SendError(item)),
+            },
+        }
+    }
+
+    /// Sends without waiting, whatever the policy.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] when there is no room (including the rare case
+    /// of a slot held by a stalled receiver, see [`crate::ring`]),
+    /// [`TrySendError::Disconnected`] when every receiver is gone; both hand
+    /// the item back.
+    pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        let mut slot = Some(item);
+        match self.chan.push(&mut slot) {
+            Attempt::Ready(()) => Ok(()),
+            Attempt::NotReady(_) => Err(TrySendError::Full(slot.take().expect("item kept"))),
+            Attempt::Closed => Err(TrySendError::Disconnected(slot.take().expect("item kept"))),
+        }
+    }
+
+    /// Sends, waiting up to `timeout` for room, whatever the policy.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`],
+    /// both handing the item back.
+    pub fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline(item, Some(Instant::now() + timeout))
+    }
+
+    fn send_deadline(&self, item: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
+        let chan = &*self.chan;
+        let mut slot = Some(item);
+        match chan.wait(&chan.writers, deadline, || chan.push(&mut slot)) {
+            Ok(()) => Ok(()),
+            Err(WaitError::Closed) => Err(SendTimeoutError::Disconnected(slot.take().expect("item kept"))),
+            Err(WaitError::Timeout) => Err(SendTimeoutError::Timeout(slot.take().expect("item kept"))),
+        }
+    }
+
+    /// Sends, evicting the oldest queued item if the channel is full, and
+    /// returns the evicted item (counted in `dropped_oldest`).
+    ///
+    /// # Errors
+    /// `Err(SendError(item))` when every receiver is gone.
+    pub fn force_send(&self, item: T) -> Result<Option<T>, SendError<T>> {
+        let chan = &*self.chan;
+        if chan.is_disconnected() {
+            return Err(SendError(item));
+        }
+        let evicted = chan.ring.force_push(item);
+        if evicted.is_some() {
+            chan.losses.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+        }
+        chan.readers.notify_one();
+        Ok(evicted)
+    }
+
+    /// Sends many items with one claim per run of free slots, waking
+    /// receivers once; returns the items that did not fit (no waiting).
+    ///
+    /// # Errors
+    /// `Err(SendError(items))` when every receiver is gone.
+    pub fn try_send_batch(&self, items: Vec<T>) -> Result<Vec<T>, SendError<Vec<T>>> {
+        let chan = &*self.chan;
+        if chan.is_disconnected() {
+            return Err(SendError(items));
+        }
+        let total = items.len();
+        let rest = chan.ring.push_batch(items);
+        match total - rest.len() {
+            0 => {}
+            1 => chan.readers.notify_one(),
+            _ => chan.readers.notify_all(),
+        }
+        Ok(rest)
+    }
+
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.chan.ring.len()
+    }
+
+    /// `true` when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.chan.ring.is_empty()
+    }
+
+    /// The channel's capacity.
+    pub fn capacity(&self) -> usize {
+        self.chan.ring.capacity()
+    }
+
+    /// `true` once every receiver is gone.
+    pub fn is_disconnected(&self) -> bool {
+        self.chan.is_disconnected()
+    }
+
+    /// The channel's counters.
+    pub fn stats(&self) -> ChannelStats {
+        self.chan.stats()
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Receives the oldest item, waiting for one.
+    ///
+    /// # Errors
+    /// [`RecvError`] once every sender is gone and the channel is empty.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.recv_deadline(None).map_err(|_| RecvError)
+    }
+
+    /// Receives, waiting up to `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], or [`RecvTimeoutError::Disconnected`]
+    /// once every sender is gone and the channel is empty.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline(Some(Instant::now() + timeout))
+    }
+
+    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let chan = &*self.chan;
+        chan.wait(&chan.readers, deadline, || chan.pop()).map_err(|e| match e {
+            WaitError::Closed => RecvTimeoutError::Disconnected,
+            WaitError::Timeout => RecvTimeoutError::Timeout,
+        })
+    }
+
+    /// Receives without waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] (including the rare case of an item whose
+    /// sender is stalled mid-send, see [`crate::ring`]), or
+    /// [`TryRecvError::Disconnected`] once every sender is gone and the
+    /// channel is empty.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        match self.chan.pop() {
+            Attempt::Ready(item) => Ok(item),
+            Attempt::NotReady(_) => Err(TryRecvError::Empty),
+            Attempt::Closed => Err(TryRecvError::Disconnected),
+        }
+    }
+
+    /// Waits for at least one item, then appends up to `max` items to `out`
+    /// with one claim per run of published slots; returns how many.
+    ///
+    /// # Errors
+    /// [`RecvError`] once every sender is gone and the channel is empty.
+    pub fn recv_batch(&self, out: &mut Vec<T>, max: usize) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let chan = &*self.chan;
+        chan.wait(&chan.readers, None, || chan.pop_batch(out, max)).map_err(|_| RecvError)
+    }
+
+    /// Appends up to `max` queued items to `out` without waiting; returns how many.
+    pub fn try_recv_batch(&self, out: &mut Vec<T>, max: usize) -> usize {
+        match self.chan.pop_batch(out, max) {
+            Attempt::Ready(n) => n,
+            _ => 0,
+        }
+    }
+
+    /// A blocking iterator that ends once every sender is gone and the
+    /// channel is drained.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { receiver: self }
+    }
+
+    /// A non-blocking iterator over the items queued now.
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { receiver: self }
+    }
+
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.chan.ring.len()
+    }
+
+    /// `true` when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.chan.ring.is_empty()
+    }
+
+    /// The channel's capacity.
+    pub fn capacity(&self) -> usize {
+        self.chan.ring.capacity()
+    }
+
+    /// `true` once every sender is gone (items may still be queued).
+    pub fn is_disconnected(&self) -> bool {
+        self.chan.is_disconnected()
+    }
+
+    /// The channel's counters.
+    pub fn stats(&self) -> ChannelStats {
+        self.chan.stats()
+    }
+}
+
+impl<T> Chan<T> {
+    fn stats(&self) -> ChannelStats {
+        let dropped_oldest = self.losses.dropped_oldest.load(Ordering::Relaxed);
+        ChannelStats {
+            sent: self.ring.pushed(),
+            received: self.ring.popped().saturating_sub(dropped_oldest),
+            dropped_newest: self.losses.dropped_newest.load(Ordering::Relaxed),
+            dropped_oldest,
+            rejected: self.losses.rejected.load(Ordering::Relaxed),
+            timed_out: self.losses.timed_out.load(Ordering::Relaxed),
+            len: self.ring.len(),
+            capacity: self.ring.capacity(),
+            waiting_senders: self.writers.len(),
+            waiting_receivers: self.readers.len(),
+        }
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.chan.senders.fetch_add(1, Ordering::Relaxed);
+        Self { chan: Arc::clone(&self.chan) }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        self.chan.receivers.fetch_add(1, Ordering::Relaxed);
+        Self { chan: Arc::clone(&self.chan) }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if self.chan.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.chan.disconnect();
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        if self.chan.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.chan.disconnect();
+            // Nobody can receive any more: drop what is queued now rather
+            // than when the last sender goes.
+            while self.chan.ring.try_pop().is_some() {}
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender").field("len", &self.len()).field("capacity", &self.capacity()).finish()
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver").field("len", &self.len()).field("capacity", &self.capacity()).finish()
+    }
+}
+
+/// Blocking iterator from [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T> {
+    receiver: &'a Receiver<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.receiver.recv().ok()
+    }
+}
+
+/// Non-blocking iterator from [`Receiver::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a, T> {
+    receiver: &'a Receiver<T>,
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.receiver.try_recv().ok()
+    }
+}
+
+/// Owning blocking iterator from `Receiver::into_iter`.
+#[derive(Debug)]
+pub struct IntoIter<T> {
+    receiver: Receiver<T>,
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.receiver.recv().ok()
+    }
+}
+
+impl<T> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = IntoIter<T>;
+
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { receiver: self }
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,18 @@
+//! # sheaf
+//!
+//! High-throughput in-memory aggregation and flow control.
+//!
+//! - [`ShardedTable`]: a concurrent upsert-and-merge hash table with an
+//!   O(shards) [`drain`](ShardedTable::drain), built on cache-padded shards
+//!   and [fast hashing](hash).
+#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::unnecessary_safety_comment)]
+
+mod error;
+pub mod hash;
+pub mod ring;
+mod sync;
+pub mod table;
+
+pub use error::ConfigError;
+pub use table::{Drain, ShardedTable, ShardedTableBuilder, Upsert};

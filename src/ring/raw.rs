@@ -1,0 +1,439 @@
+//! The ring's engine: stamped slots, CAS-claimed head and tail.
+
+use std::fmt;
+use std::mem::MaybeUninit;
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::atomic::{fence, AtomicUsize, Ordering};
+use crate::sync::AtomicUsizeExt;
+use crate::sync::{spin_loop, UnsafeCell};
+use crate::ConfigError;
+
+/// How many times an operation re-reads a slot held by an in-flight peer
+/// before it reports full/empty instead (see "Progress" in the module docs).
+const STALL_SPINS: u32 = if cfg!(sheaf_loom) { 1 } else { 128 };
+
+struct Slot<T> {
+    /// `lap | index`: equal to the tail position when free for that push,
+    /// to the position + 1 once published.
+    stamp: AtomicUsize,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+/// A bounded lock-free MPMC ring of `T`; see the [module docs](crate::ring).
+pub struct Ring<T> {
+    /// Next position to pop: `lap | index`.
+    head: CachePadded<AtomicUsize>,
+    /// Next position to push: `lap | index`.
+    tail: CachePadded<AtomicUsize>,
+    buffer: Box<[Slot<T>]>,
+    cap: usize,
+    /// Smallest power of two above `cap`: adding it to a position moves one lap on.
+    one_lap: usize,
+}
+
+// SAFETY: values move between threads through the ring (so `T: Send`), and a
+// slot's value is only touched by the one thread whose CAS claimed it, with
+// the stamp's release/acquire pair ordering the handover.
+unsafe impl<T: Send> Send for Ring<T> {}
+// SAFETY: as above; `&Ring` only moves `T`s in and out, never shares `&T`.
+unsafe impl<T: Send> Sync for Ring<T> {}
+
+/// Test hook: runs between a claim and its publish, to stall a peer there.
+#[cfg(all(test, not(sheaf_loom)))]
+pub(crate) mod stall {
+    use std::cell::RefCell;
+
+    thread_local! {
+        pub(crate) static HOOK: RefCell<Option<Box<dyn FnMut()>>> = const { RefCell::new(None) };
+    }
+
+    pub(crate) fn point() {
+        HOOK.with(|hook| {
+            if let Some(hook) = hook.borrow_mut().as_mut() {
+                hook();
+            }
+        });
+    }
+}
+
+#[inline(always)]
+fn stall_point() {
+    #[cfg(all(test, not(sheaf_loom)))]
+    stall::point();
+}
+
+/// Why an operation found no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blocked {
+    /// Really full (push) or empty (pop).
+    Settled,
+    /// The slot next in line is claimed by a peer that has not finished.
+    InFlight,
+}
+
+/// What a producer found at the tail slot.
+enum PushSlot {
+    /// Claimed position `tail` (and the slots up to `count` after it).
+    Claimed { tail: usize, count: usize },
+    /// Really full: head is one lap behind tail.
+    Full { tail: usize },
+    /// A stalled consumer of the previous lap still holds the slot.
+    Stalled,
+}
+
+impl<T> Ring<T> {
+    /// A ring holding up to `capacity` items. The capacity is exact (not
+    /// rounded up); the slot array is `capacity` long.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if `capacity` is 0 or above `usize::MAX / 4`.
+    pub fn with_capacity(capacity: usize) -> Result<Self, ConfigError> {
+        if capacity == 0 || capacity > usize::MAX / 4 {
+            return Err(ConfigError::new(
+                "capacity",
+                format!("{capacity} is out of range; a ring holds between 1 and usize::MAX / 4 items"),
+            ));
+        }
+        let one_lap = (capacity + 1).next_power_of_two();
+        let buffer = (0..capacity)
+            .map(|i| Slot { stamp: AtomicUsize::new(i), value: UnsafeCell::new(MaybeUninit::uninit()) })
+            .collect();
+        Ok(Self {
+            head: CachePadded::new(AtomicUsize::new(0)),
+            tail: CachePadded::new(AtomicUsize::new(0)),
+            buffer,
+            cap: capacity,
+            one_lap,
+        })
+    }
+
+    /// The most items it holds.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Position after `pos` advanced by `n` slots within its lap (`index + n <= cap`).
+    #[inline(always)]
+    fn advance(&self, pos: usize, n: usize) -> usize {
+        let index = pos & (self.one_lap - 1);
+        if index + n < self.cap {
+            pos + n
+        } else {
+            (pos & !(self.one_lap - 1)).wrapping_add(self.one_lap)
+        }
+    }
+
+    /// Items ever pushed, from a tail (or popped, from a head) position.
+    #[inline]
+    pub(crate) fn count_of(&self, pos: usize) -> u64 {
+        let laps = (pos / self.one_lap) as u64;
+        laps * self.cap as u64 + (pos & (self.one_lap - 1)) as u64
+    }
+
+    /// Items pushed so far (wraps at `u64::MAX`), derived from the tail.
+    pub(crate) fn pushed(&self) -> u64 {
+        self.count_of(self.tail.load(Ordering::Relaxed))
+    }
+
+    /// Items popped or evicted so far, derived from the head.
+    pub(crate) fn popped(&self) -> u64 {
+        self.count_of(self.head.load(Ordering::Relaxed))
+    }
+
+    /// Looks at the tail slot and claims up to `want` free slots from it.
+    #[inline]
+    fn claim_push(&self, want: usize) -> PushSlot {
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        let mut stalled = 0;
+        loop {
+            let index = tail & (self.one_lap - 1);
+            let stamp = self.buffer[index].stamp.load(Ordering::Acquire);
+            if stamp == tail {
+                // Free for this lap: count the free run behind it (batch).
+                let room = want.min(self.cap - index);
+                let mut count = 1;
+                while count < room && self.buffer[index + count].stamp.load(Ordering::Acquire) == tail + count {
+                    count += 1;
+                }
+                let new_tail = self.advance(tail, count);
+                match self.tail.compare_exchange_weak(tail, new_tail, Ordering::SeqCst, Ordering::Relaxed) {
+                    Ok(_) => return PushSlot::Claimed { tail, count },
+                    Err(current) => tail = current,
+                }
+            } else if stamp.wrapping_add(self.one_lap) == tail + 1 {
+                // The slot holds last lap's item: full, unless a consumer claimed it.
+                fence(Ordering::SeqCst);
+                let head = self.head.load(Ordering::Relaxed);
+                if head.wrapping_add(self.one_lap) == tail {
+                    return PushSlot::Full { tail };
+                }
+                stalled += 1;
+                if stalled > STALL_SPINS {
+                    return PushSlot::Stalled;
+                }
+                spin_loop();
+                tail = self.tail.load(Ordering::Relaxed);
+            } else {
+                // Our tail is stale (another producer moved on): reload.
+                spin_loop();
+                tail = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Writes `value` into the claimed slot at `pos` and publishes it.
+    #[inline(always)]
+    fn publish(&self, pos: usize, value: T) {
+        let slot = &self.buffer[pos & (self.one_lap - 1)];
+        stall_point();
+        // SAFETY: the CAS on `tail` gave this thread the slot at `pos`, whose
+        // stamp said it was empty; nobody else touches its value until the
+        // stamp below publishes it.
+        slot.value.with_mut(|p| unsafe { p.write(MaybeUninit::new(value)) });
+        slot.stamp.store(pos + 1, Ordering::Release);
+    }
+
+    /// Pushes `item`, or hands it back when the ring is full.
+    ///
+    /// # Errors
+    /// `Err(item)` when the ring is full, or when the slot next in line is
+    /// held by a stalled consumer (see "Progress" in the module docs).
+    #[inline]
+    pub fn try_push(&self, item: T) -> Result<(), T> {
+        match self.claim_push(1) {
+            PushSlot::Claimed { tail, .. } => {
+                self.publish(tail, item);
+                Ok(())
+            }
+            PushSlot::Full { .. } | PushSlot::Stalled => Err(item),
+        }
+    }
+
+    /// [`try_push`](Self::try_push) that says why it failed.
+    #[inline]
+    pub(crate) fn push_or_status(&self, item: T) -> Result<(), (T, Blocked)> {
+        match self.claim_push(1) {
+            PushSlot::Claimed { tail, .. } => {
+                self.publish(tail, item);
+                Ok(())
+            }
+            PushSlot::Full { .. } => Err((item, Blocked::Settled)),
+            PushSlot::Stalled => Err((item, Blocked::InFlight)),
+        }
+    }
+
+    /// Pushes `item`, evicting the oldest item when the ring is full
+    /// (drop-oldest), and returns the item that did not stay: the evicted one,
+    /// or `None` when there was room.
+    ///
+    /// In the rare case that the slot it needs is held by a stalled peer (see
+    /// "Progress" in the module docs) it gives up after a bounded wait and
+    /// returns `Some(item)` — the given item itself.
+    pub fn force_push(&self, item: T) -> Option<T> {
+        loop {
+            match self.claim_push(1) {
+                PushSlot::Claimed { tail, .. } => {
+                    self.publish(tail, item);
+                    return None;
+                }
+                PushSlot::Stalled => return Some(item),
+                PushSlot::Full { tail } => {
+                    // Full: the tail slot holds the oldest item. Take it over by
+                    // moving head past it, then refill it and move tail.
+                    let head = tail.wrapping_sub(self.one_lap);
+                    let new_tail = self.advance(tail, 1);
+                    let new_head = new_tail.wrapping_sub(self.one_lap);
+                    if self.head.compare_exchange(head, new_head, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                        // No producer can claim `tail` (its stamp is not `tail`),
+                        // so a plain store moves it.
+                        self.tail.store(new_tail, Ordering::SeqCst);
+                        let slot = &self.buffer[tail & (self.one_lap - 1)];
+                        stall_point();
+                        // SAFETY: the head CAS made this thread the consumer of
+                        // the published item in this slot and the tail store its
+                        // producer; no other thread reads or writes it until the
+                        // stamp store below.
+                        let old = slot.value.with_mut(|p| unsafe { p.replace(MaybeUninit::new(item)).assume_init() });
+                        slot.stamp.store(tail + 1, Ordering::Release);
+                        return Some(old);
+                    }
+                    // A consumer made room meanwhile: try again.
+                }
+            }
+        }
+    }
+
+    /// Pushes items in order from `items`, claiming runs of free slots with
+    /// one CAS each, until the ring is full; returns the items that did not
+    /// fit, in order.
+    pub fn push_batch(&self, items: impl IntoIterator<Item = T>) -> Vec<T> {
+        // Buffer first: a claim must never exceed the items in hand, and an
+        // iterator's size_hint is not a promise. (A Vec is reused in place.)
+        let mut rest = items.into_iter().collect::<Vec<T>>().into_iter();
+        while rest.len() > 0 {
+            match self.claim_push(rest.len()) {
+                PushSlot::Claimed { tail, count } => {
+                    for (i, item) in rest.by_ref().take(count).enumerate() {
+                        self.publish(tail + i, item);
+                    }
+                }
+                PushSlot::Full { .. } | PushSlot::Stalled => break,
+            }
+        }
+        rest.collect()
+    }
+
+    /// Pops the oldest item, if any.
+    ///
+    /// Returns `None` when empty, or when the oldest claimed item's producer
+    /// is stalled before publishing (see "Progress" in the module docs).
+    #[inline]
+    pub fn try_pop(&self) -> Option<T> {
+        self.pop_or_status().ok()
+    }
+
+    /// [`try_pop`](Self::try_pop) that says why it found nothing.
+    #[inline]
+    pub(crate) fn pop_or_status(&self) -> Result<T, Blocked> {
+        let (head, count) = self.claim_pop(1)?;
+        debug_assert_eq!(count, 1);
+        Ok(self.take(head))
+    }
+
+    /// Pops up to `max` items into `out`, oldest first, claiming runs of
+    /// published slots with one CAS each; returns how many it appended.
+    pub fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> usize {
+        let mut taken = 0;
+        while taken < max {
+            let Ok((head, count)) = self.claim_pop(max - taken) else { break };
+            out.reserve(count);
+            for i in 0..count {
+                out.push(self.take(head + i));
+            }
+            taken += count;
+        }
+        taken
+    }
+
+    /// [`pop_batch`](Self::pop_batch) that says why it stopped when it took nothing.
+    pub(crate) fn pop_batch_or_status(&self, out: &mut Vec<T>, max: usize) -> Result<usize, Blocked> {
+        let (head, count) = self.claim_pop(max.max(1))?;
+        out.reserve(count);
+        for i in 0..count {
+            out.push(self.take(head + i));
+        }
+        Ok(count + if count < max { self.pop_batch(out, max - count) } else { 0 })
+    }
+
+    /// Claims up to `want` published slots from the head.
+    #[inline]
+    fn claim_pop(&self, want: usize) -> Result<(usize, usize), Blocked> {
+        let mut head = self.head.load(Ordering::Relaxed);
+        let mut stalled = 0;
+        loop {
+            let index = head & (self.one_lap - 1);
+            let stamp = self.buffer[index].stamp.load(Ordering::Acquire);
+            if stamp == head + 1 {
+                let room = want.min(self.cap - index);
+                let mut count = 1;
+                while count < room && self.buffer[index + count].stamp.load(Ordering::Acquire) == head + count + 1 {
+                    count += 1;
+                }
+                let new_head = self.advance(head, count);
+                match self.head.compare_exchange_weak(head, new_head, Ordering::SeqCst, Ordering::Relaxed) {
+                    Ok(_) => return Ok((head, count)),
+                    Err(current) => head = current,
+                }
+            } else if stamp == head {
+                // Not yet published: empty, unless a producer claimed it.
+                fence(Ordering::SeqCst);
+                let tail = self.tail.load(Ordering::Relaxed);
+                if tail == head {
+                    return Err(Blocked::Settled);
+                }
+                stalled += 1;
+                if stalled > STALL_SPINS {
+                    return Err(Blocked::InFlight);
+                }
+                spin_loop();
+                head = self.head.load(Ordering::Relaxed);
+            } else {
+                spin_loop();
+                head = self.head.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Moves the value out of the claimed slot at `pos` and frees the slot.
+    #[inline(always)]
+    fn take(&self, pos: usize) -> T {
+        let slot = &self.buffer[pos & (self.one_lap - 1)];
+        stall_point();
+        // SAFETY: the CAS on `head` gave this thread the slot at `pos`, whose
+        // stamp (acquired) said its value was published; it is read exactly
+        // once, here, before the stamp frees the slot for the next lap.
+        let value = slot.value.with(|p| unsafe { p.read().assume_init() });
+        slot.stamp.store(pos.wrapping_add(self.one_lap), Ordering::Release);
+        value
+    }
+
+    /// Items in the ring now (a moment's view under concurrency).
+    pub fn len(&self) -> usize {
+        loop {
+            let tail = self.tail.load(Ordering::SeqCst);
+            let head = self.head.load(Ordering::SeqCst);
+            if self.tail.load(Ordering::SeqCst) == tail {
+                let hix = head & (self.one_lap - 1);
+                let tix = tail & (self.one_lap - 1);
+                return if hix < tix {
+                    tix - hix
+                } else if hix > tix {
+                    self.cap - hix + tix
+                } else if tail == head {
+                    0
+                } else {
+                    self.cap
+                };
+            }
+        }
+    }
+
+    /// `true` when it holds no item (a moment's view).
+    pub fn is_empty(&self) -> bool {
+        let head = self.head.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst);
+        tail == head
+    }
+
+    /// `true` when it holds `capacity` items (a moment's view).
+    pub fn is_full(&self) -> bool {
+        let tail = self.tail.load(Ordering::SeqCst);
+        let head = self.head.load(Ordering::SeqCst);
+        head.wrapping_add(self.one_lap) == tail
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        // `&mut self`: no claim is in flight, so every slot from head to tail
+        // holds a published value.
+        let mut head = self.head.load_mut();
+        let tail = self.tail.load_mut();
+        while head != tail {
+            let slot = &self.buffer[head & (self.one_lap - 1)];
+            // SAFETY: positions head..tail hold published values owned by the
+            // ring, each dropped exactly once as head advances past it.
+            slot.value.with_mut(|p| unsafe { (*p).assume_init_drop() });
+            head = self.advance(head, 1);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Ring<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring").field("capacity", &self.cap).field("len", &self.len()).finish()
+    }
+}

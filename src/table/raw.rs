@@ -1,0 +1,619 @@
+//! One shard's storage: a cache-line bucket index over dense entries.
+//!
+//! Layout (see DESIGN.md, "The table"):
+//! - `entries: Vec<(K, V)>` holds every pair contiguously, so a drain or a
+//!   snapshot is a sequential sweep and an insert appends at a hot tail;
+//! - `hashes: Vec<u32>` holds each entry's 32 hash bits, so growing rebuilds
+//!   the index from a 4-byte-per-entry array without touching keys or
+//!   re-hashing them;
+//! - `buckets` is the index: 64-byte, 64-byte-aligned buckets of 12 slots,
+//!   each slot a 1-byte tag (in a 16-byte header) and a `u32` entry index. A
+//!   probe reads one cache line per bucket and compares 12 tags at once with
+//!   SWAR arithmetic on a `u128`.
+//!
+//! Invariants:
+//! 1. `entries.len() == hashes.len()`, and every entry `i` is referenced by
+//!    exactly one full slot whose tag is `tag(hashes[i])` and whose index is `i`.
+//! 2. A slot's tag is `EMPTY`, `DELETED`, or full (`0x80 | 7 hash bits`).
+//! 3. Probing is linear over buckets from `home(h)` and stops at the first
+//!    bucket holding an `EMPTY` slot; a bucket that was ever full never gets an
+//!    `EMPTY` slot back until the index is rebuilt, so a probe never stops
+//!    short of a key.
+//! 4. `full + deleted == capacity(buckets) - growth_left` and
+//!    `capacity(buckets) < slots`, so some slot is always `EMPTY` and every
+//!    probe terminates.
+//!
+//! This module is single-threaded and entirely safe code; the sharded table
+//! puts each `RawTable` behind its shard's lock.
+
+use std::borrow::Borrow;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use super::Upsert;
+
+const SLOTS: usize = 12;
+const EMPTY: u8 = 0x00;
+const DELETED: u8 = 0x01;
+
+/// `0x01` in each of the 16 header bytes.
+const LO: u128 = u128::MAX / 0xff;
+/// `0x80` in each of the 16 header bytes.
+const HI: u128 = LO << 7;
+/// The 12 tag bytes of the header; bytes 12..16 are padding.
+const VALID: u128 = (1u128 << (8 * SLOTS)) - 1;
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    tags: [u8; 16],
+    index: [u32; SLOTS],
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket { tags: [EMPTY; 16], index: [0; SLOTS] };
+
+    #[inline(always)]
+    fn word(&self) -> u128 {
+        u128::from_le_bytes(self.tags)
+    }
+}
+
+/// Bytes of `word` equal to `tag` (may include a full slot with a near-equal
+/// tag after a true match: callers compare keys, so that only costs a compare).
+#[inline(always)]
+fn match_tag(word: u128, tag: u8) -> u128 {
+    let x = word ^ (LO * u128::from(tag));
+    x.wrapping_sub(LO) & !x & HI & VALID
+}
+
+/// Bytes of `word` that are exactly `EMPTY`.
+#[inline(always)]
+fn match_empty(word: u128) -> u128 {
+    !word & !(word << 7) & HI & VALID
+}
+
+/// Bytes of `word` that are `EMPTY` or `DELETED` (high bit clear).
+#[inline(always)]
+fn match_free(word: u128) -> u128 {
+    !word & HI & VALID
+}
+
+#[inline(always)]
+fn lowest(mask: u128) -> usize {
+    (mask.trailing_zeros() / 8) as usize
+}
+
+#[inline(always)]
+fn tag_of(hash: u32) -> u8 {
+    0x80 | (hash >> 25) as u8
+}
+
+/// Entries a table of `buckets` buckets holds before it grows (80% load).
+#[inline]
+fn capacity_of(buckets: usize) -> usize {
+    let slots = buckets * SLOTS;
+    slots - slots / 5
+}
+
+fn buckets_for(entries: usize) -> usize {
+    if entries == 0 {
+        return 0;
+    }
+    // Smallest power of two whose capacity holds `entries`.
+    let mut buckets = entries.div_ceil(capacity_of(1)).next_power_of_two();
+    while capacity_of(buckets) < entries {
+        buckets *= 2;
+    }
+    buckets
+}
+
+pub(crate) struct RawTable<K, V> {
+    buckets: Box<[Bucket]>,
+    growth_left: usize,
+    entries: Vec<(K, V)>,
+    hashes: Vec<u32>,
+}
+
+impl<K, V> RawTable<K, V> {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let buckets = buckets_for(capacity);
+        Self {
+            buckets: vec![Bucket::EMPTY; buckets].into_boxed_slice(),
+            growth_left: capacity_of(buckets),
+            entries: Vec::with_capacity(capacity),
+            hashes: Vec::with_capacity(capacity),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Entries it can hold before its index must grow.
+    pub(crate) fn capacity(&self) -> usize {
+        capacity_of(self.buckets.len())
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.buckets.len().wrapping_sub(1)
+    }
+
+    /// Every pair, in storage order.
+    pub(crate) fn entries(&self) -> &[(K, V)] {
+        &self.entries
+    }
+
+    /// Removes and returns the last pair in storage order, leaving the index
+    /// stale: only for a table that is being emptied and then [`reset_index`].
+    ///
+    /// [`reset_index`]: Self::reset_index
+    #[inline]
+    pub(crate) fn pop_for_drain(&mut self) -> Option<(K, V)> {
+        self.entries.pop()
+    }
+
+    /// Forgets every slot of the index; entries must already be empty or are dropped.
+    pub(crate) fn reset_index(&mut self) {
+        self.entries.clear();
+        self.hashes.clear();
+        for bucket in self.buckets.iter_mut() {
+            bucket.tags = [EMPTY; 16];
+        }
+        self.growth_left = capacity_of(self.buckets.len());
+    }
+
+    /// Drops every pair and keeps the storage.
+    pub(crate) fn clear(&mut self) {
+        self.reset_index();
+    }
+
+    /// Finds the full slot holding a key equal to `key`: `(bucket, slot, entry)`.
+    #[inline]
+    fn find<Q>(&self, hash: u32, key: &Q) -> Option<(usize, usize, usize)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let tag = tag_of(hash);
+        let mut b = hash as usize & mask;
+        loop {
+            let bucket = &self.buckets[b];
+            let word = bucket.word();
+            let mut candidates = match_tag(word, tag);
+            while candidates != 0 {
+                let slot = lowest(candidates);
+                let entry = bucket.index[slot] as usize;
+                if self.entries[entry].0.borrow() == key {
+                    return Some((b, slot, entry));
+                }
+                candidates &= candidates - 1;
+            }
+            if match_empty(word) != 0 {
+                return None;
+            }
+            b = (b + 1) & mask;
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get<Q>(&self, hash: u32, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.find(hash, key).map(|(_, _, entry)| &self.entries[entry].1)
+    }
+
+    #[inline]
+    pub(crate) fn get_mut<Q>(&mut self, hash: u32, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.find(hash, key).map(|(_, _, entry)| &mut self.entries[entry].1)
+    }
+
+    /// Inserts `(key, value)`, or merges `value` into the present value.
+    ///
+    /// If `merge` panics, the entry is removed (its value is in an unknown
+    /// state) and the panic resumes; the table stays consistent.
+    #[inline]
+    pub(crate) fn upsert(&mut self, hash: u32, key: K, value: V, merge: impl FnOnce(&mut V, V)) -> Upsert
+    where
+        K: Eq,
+    {
+        match self.find_or_free(hash, &key) {
+            Ok((b, slot, entry)) => {
+                let value_ref = &mut self.entries[entry].1;
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| merge(value_ref, value))) {
+                    drop(self.remove_at(b, slot, entry));
+                    resume_unwind(panic);
+                }
+                Upsert::Merged
+            }
+            Err(free) => {
+                self.insert_new(hash, key, value, free);
+                Upsert::Inserted
+            }
+        }
+    }
+
+    /// Inserts a key known to be absent.
+    pub(crate) fn insert_unique(&mut self, hash: u32, key: K, value: V) {
+        let free = self.first_free(hash);
+        self.insert_new(hash, key, value, free);
+    }
+
+    /// Probes once for `key`: `Ok` with its position, or `Err` with the first
+    /// free slot on its probe path (`None` when the index is unallocated).
+    #[inline]
+    fn find_or_free(&self, hash: u32, key: &K) -> Result<(usize, usize, usize), Option<(usize, usize)>>
+    where
+        K: Eq,
+    {
+        if self.buckets.is_empty() {
+            return Err(None);
+        }
+        let mask = self.mask();
+        let tag = tag_of(hash);
+        let mut b = hash as usize & mask;
+        let mut free = None;
+        loop {
+            let bucket = &self.buckets[b];
+            let word = bucket.word();
+            let mut candidates = match_tag(word, tag);
+            while candidates != 0 {
+                let slot = lowest(candidates);
+                let entry = bucket.index[slot] as usize;
+                if self.entries[entry].0 == *key {
+                    return Ok((b, slot, entry));
+                }
+                candidates &= candidates - 1;
+            }
+            if free.is_none() {
+                let open = match_free(word);
+                if open != 0 {
+                    free = Some((b, lowest(open)));
+                }
+            }
+            if match_empty(word) != 0 {
+                return Err(free);
+            }
+            b = (b + 1) & mask;
+        }
+    }
+
+    /// First `EMPTY` or `DELETED` slot on `hash`'s probe path.
+    fn first_free(&self, hash: u32) -> Option<(usize, usize)> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let mut b = hash as usize & mask;
+        loop {
+            let open = match_free(self.buckets[b].word());
+            if open != 0 {
+                return Some((b, lowest(open)));
+            }
+            b = (b + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn insert_new(&mut self, hash: u32, key: K, value: V, free: Option<(usize, usize)>) {
+        let (b, slot) = match free {
+            Some((b, slot)) if self.growth_left > 0 || self.buckets[b].tags[slot] == DELETED => (b, slot),
+            _ => {
+                self.grow();
+                self.first_free(hash).expect("a grown index has free slots")
+            }
+        };
+        let entry = self.entries.len();
+        assert!(entry < u32::MAX as usize, "a shard holds at most 2^32 - 1 entries");
+        let bucket = &mut self.buckets[b];
+        if bucket.tags[slot] == EMPTY {
+            self.growth_left -= 1;
+        }
+        bucket.tags[slot] = tag_of(hash);
+        bucket.index[slot] = entry as u32;
+        self.entries.push((key, value));
+        self.hashes.push(hash);
+    }
+
+    /// Rebuilds the index: same size when tombstones are most of the load,
+    /// otherwise twice as large.
+    #[cold]
+    fn grow(&mut self) {
+        let len = self.entries.len();
+        let current = self.buckets.len();
+        let buckets = if current > 0 && len < capacity_of(current) / 2 {
+            current
+        } else {
+            buckets_for(len + 1).max(current * 2).max(1)
+        };
+        self.rebuild(buckets);
+    }
+
+    fn rebuild(&mut self, buckets: usize) {
+        if self.buckets.len() == buckets {
+            for bucket in self.buckets.iter_mut() {
+                bucket.tags = [EMPTY; 16];
+            }
+        } else {
+            self.buckets = vec![Bucket::EMPTY; buckets].into_boxed_slice();
+        }
+        self.growth_left = capacity_of(buckets) - self.entries.len();
+        let mask = buckets - 1;
+        for (entry, &hash) in self.hashes.iter().enumerate() {
+            let mut b = hash as usize & mask;
+            loop {
+                let open = match_empty(self.buckets[b].word());
+                if open != 0 {
+                    let slot = lowest(open);
+                    self.buckets[b].tags[slot] = tag_of(hash);
+                    self.buckets[b].index[slot] = entry as u32;
+                    break;
+                }
+                b = (b + 1) & mask;
+            }
+        }
+    }
+
+    pub(crate) fn remove<Q>(&mut self, hash: u32, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let (b, slot, entry) = self.find(hash, key)?;
+        Some(self.remove_at(b, slot, entry))
+    }
+
+    fn remove_at(&mut self, b: usize, slot: usize, entry: usize) -> (K, V) {
+        let bucket = &mut self.buckets[b];
+        // Invariant 3: only a bucket that was never full may get EMPTY back.
+        if match_empty(bucket.word()) != 0 {
+            bucket.tags[slot] = EMPTY;
+            self.growth_left += 1;
+        } else {
+            bucket.tags[slot] = DELETED;
+        }
+        let last = self.entries.len() - 1;
+        let removed = self.entries.swap_remove(entry);
+        self.hashes.swap_remove(entry);
+        if entry != last {
+            self.repoint(self.hashes[entry], last, entry);
+        }
+        removed
+    }
+
+    /// The slot that indexes entry `from` now indexes entry `to`.
+    fn repoint(&mut self, hash: u32, from: usize, to: usize) {
+        let mask = self.mask();
+        let tag = tag_of(hash);
+        let mut b = hash as usize & mask;
+        loop {
+            let bucket = &mut self.buckets[b];
+            let mut candidates = match_tag(bucket.word(), tag);
+            while candidates != 0 {
+                let slot = lowest(candidates);
+                if bucket.index[slot] as usize == from {
+                    bucket.index[slot] = to as u32;
+                    return;
+                }
+                candidates &= candidates - 1;
+            }
+            b = (b + 1) & mask;
+        }
+    }
+
+    /// Keeps the pairs for which `keep` returns `true`. A panic in `keep`
+    /// leaves the table consistent with the pairs visited so far decided.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        let mut entry = 0;
+        while entry < self.entries.len() {
+            let (key, value) = &mut self.entries[entry];
+            if keep(key, value) {
+                entry += 1;
+            } else {
+                let hash = self.hashes[entry];
+                let (b, slot) = self.slot_of(hash, entry);
+                drop(self.remove_at(b, slot, entry));
+            }
+        }
+    }
+
+    fn slot_of(&self, hash: u32, entry: usize) -> (usize, usize) {
+        let mask = self.mask();
+        let tag = tag_of(hash);
+        let mut b = hash as usize & mask;
+        loop {
+            let bucket = &self.buckets[b];
+            let mut candidates = match_tag(bucket.word(), tag);
+            while candidates != 0 {
+                let slot = lowest(candidates);
+                if bucket.index[slot] as usize == entry {
+                    return (b, slot);
+                }
+                candidates &= candidates - 1;
+            }
+            b = (b + 1) & mask;
+        }
+    }
+
+    /// Longest probe (in buckets) any present key needs; for flooding tests.
+    #[cfg(test)]
+    pub(crate) fn longest_probe(&self) -> usize {
+        let mask = self.mask();
+        (0..self.entries.len())
+            .map(|entry| {
+                let hash = self.hashes[entry];
+                let (b, _) = self.slot_of(hash, entry);
+                (b.wrapping_sub(hash as usize) & mask) + 1
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Checks invariants 1, 2 and 4; for tests and fuzzing.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn check_invariants(&self)
+    where
+        K: Eq,
+    {
+        assert_eq!(self.entries.len(), self.hashes.len());
+        let mut seen = vec![false; self.entries.len()];
+        let (mut full, mut deleted) = (0, 0);
+        for bucket in self.buckets.iter() {
+            for slot in 0..SLOTS {
+                match bucket.tags[slot] {
+                    EMPTY => {}
+                    DELETED => deleted += 1,
+                    tag => {
+                        assert!(tag & 0x80 != 0, "bad tag {tag:#x}");
+                        let entry = bucket.index[slot] as usize;
+                        assert!(!seen[entry], "entry {entry} indexed twice");
+                        seen[entry] = true;
+                        assert_eq!(tag, tag_of(self.hashes[entry]));
+                        full += 1;
+                    }
+                }
+            }
+        }
+        assert!(seen.iter().all(|&s| s), "an entry is not indexed");
+        assert_eq!(full, self.entries.len());
+        assert_eq!(full + deleted, capacity_of(self.buckets.len()) - self.growth_left);
+        for (entry, (key, _)) in self.entries.iter().enumerate() {
+            let (_, _, found) = self.find(self.hashes[entry], key).expect("every key is reachable");
+            assert_eq!(found, entry);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(k: u64) -> u32 {
+        (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32
+    }
+
+    fn sum(a: &mut u64, b: u64) {
+        *a += b;
+    }
+
+    #[test]
+    fn swar_matches_are_exact_for_empty_and_free() {
+        let mut tags = [EMPTY; 16];
+        tags[0] = 0x85;
+        tags[1] = DELETED;
+        tags[2] = 0x84;
+        let word = u128::from_le_bytes(tags);
+        assert_eq!(lowest(match_tag(word, 0x85)), 0);
+        assert_eq!(match_empty(word).count_ones(), 9);
+        assert_eq!(match_free(word).count_ones(), 10);
+        assert_eq!(lowest(match_empty(word)), 3);
+        assert_eq!(lowest(match_free(word)), 1);
+    }
+
+    #[test]
+    fn upsert_get_remove_and_grow() {
+        let mut t = RawTable::with_capacity(0);
+        for k in 0..10_000u64 {
+            assert_eq!(t.upsert(h(k), k, k, sum), Upsert::Inserted);
+        }
+        for k in 0..10_000u64 {
+            assert_eq!(t.upsert(h(k), k, 1, sum), Upsert::Merged);
+        }
+        t.check_invariants();
+        assert_eq!(t.len(), 10_000);
+        for k in 0..10_000u64 {
+            assert_eq!(t.get(h(k), &k), Some(&(k + 1)));
+        }
+        for k in (0..10_000u64).step_by(3) {
+            assert_eq!(t.remove(h(k), &k), Some((k, k + 1)));
+            assert_eq!(t.remove(h(k), &k), None);
+        }
+        t.check_invariants();
+        assert_eq!(t.len(), 10_000 - 3334);
+        for k in 0..10_000u64 {
+            assert_eq!(t.get(h(k), &k).copied(), (k % 3 != 0).then_some(k + 1));
+        }
+    }
+
+    #[test]
+    fn tombstones_are_reclaimed_without_unbounded_growth() {
+        let mut t = RawTable::with_capacity(64);
+        let buckets = t.buckets.len();
+        for round in 0..1_000u64 {
+            for k in 0..40u64 {
+                t.upsert(h(k + round * 40), k + round * 40, 0, sum);
+            }
+            for k in 0..40u64 {
+                assert!(t.remove(h(k + round * 40), &(k + round * 40)).is_some());
+            }
+        }
+        t.check_invariants();
+        assert_eq!(t.len(), 0);
+        assert!(t.buckets.len() <= buckets * 2, "{} buckets", t.buckets.len());
+    }
+
+    #[test]
+    fn retain_and_clear_keep_storage() {
+        let mut t = RawTable::with_capacity(0);
+        for k in 0..1_000u64 {
+            t.upsert(h(k), k, k, sum);
+        }
+        t.retain(|k, v| {
+            *v += 1;
+            k % 2 == 0
+        });
+        t.check_invariants();
+        assert_eq!(t.len(), 500);
+        assert!(t.entries().iter().all(|&(k, v)| k % 2 == 0 && v == k + 1));
+        let capacity = t.capacity();
+        t.clear();
+        t.check_invariants();
+        assert_eq!((t.len(), t.capacity()), (0, capacity));
+    }
+
+    #[test]
+    fn panicking_merge_removes_the_entry_and_keeps_the_table_consistent() {
+        let mut t = RawTable::with_capacity(0);
+        for k in 0..100u64 {
+            t.upsert(h(k), k, k, sum);
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            t.upsert(h(7), 7, 1, |_, _| panic!("user merge"));
+        }));
+        assert!(result.is_err());
+        t.check_invariants();
+        assert_eq!(t.len(), 99);
+        assert_eq!(t.get(h(7), &7), None);
+        assert_eq!(t.upsert(h(7), 7, 5, sum), Upsert::Inserted);
+        assert_eq!(t.get(h(8), &8), Some(&8));
+    }
+
+    #[test]
+    fn colliding_hashes_all_stay_reachable() {
+        let mut t = RawTable::with_capacity(0);
+        for k in 0..200u64 {
+            t.upsert(7, k, k, sum);
+        }
+        t.check_invariants();
+        for k in (0..200u64).rev().step_by(2) {
+            assert_eq!(t.remove(7, &k), Some((k, k)));
+        }
+        t.check_invariants();
+        for k in 0..200u64 {
+            assert_eq!(t.get(7, &k).is_some(), k % 2 == 0);
+        }
+    }
+}
