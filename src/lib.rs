@@ -9,6 +9,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::unnecessary_safety_comment)]
 
 mod error;
+pub mod channel;
 pub mod hash;
 pub mod ring;
 mod sync;

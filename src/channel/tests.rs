@@ -1,0 +1,265 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use super::*;
+
+fn scaled(n: usize) -> usize {
+    if cfg!(miri) {
+        (n / 500).max(8)
+    } else {
+        n
+    }
+}
+
+#[test]
+fn builder_and_bounded_validate() {
+    assert_eq!(builder().capacity(0).build::<u8>().unwrap_err().setting(), "capacity");
+    let r = std::panic::catch_unwind(|| bounded::<u8>(0));
+    assert!(r.is_err());
+    let (tx, rx) = bounded::<u8>(3);
+    assert_eq!((tx.capacity(), rx.capacity()), (3, 3));
+}
+
+#[test]
+fn disconnection_drains_then_reports() {
+    let (tx, rx) = bounded(4);
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    let tx2 = tx.clone();
+    drop(tx);
+    tx2.send(3).unwrap();
+    drop(tx2);
+    assert!(rx.is_disconnected());
+    assert_eq!(rx.recv(), Ok(1));
+    assert_eq!(rx.iter().collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(rx.recv(), Err(RecvError));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Disconnected));
+
+    let (tx, rx) = bounded(4);
+    drop(rx);
+    assert_eq!(tx.send(7), Err(SendError(7)));
+    assert_eq!(tx.try_send(8), Err(TrySendError::Disconnected(8)));
+}
+
+#[test]
+fn policies_account_for_every_item() {
+    let (tx, rx) = bounded_with(2, Overflow::DropNewest);
+    for i in 0..5 {
+        tx.send(i).unwrap();
+    }
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [0, 1]);
+    let s = rx.stats();
+    assert_eq!((s.sent, s.received, s.dropped_newest), (2, 2, 3));
+
+    let (tx, rx) = bounded_with(2, Overflow::DropOldest);
+    for i in 0..5 {
+        tx.send(i).unwrap();
+    }
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [3, 4]);
+    let s = rx.stats();
+    assert_eq!((s.sent, s.received, s.dropped_oldest), (5, 2, 3));
+
+    let (tx, rx) = bounded_with(2, Overflow::Reject);
+    let refused: Vec<_> = (0..5).filter_map(|i| tx.send(i).err().map(SendError::into_inner)).collect();
+    assert_eq!(refused, [2, 3, 4]);
+    assert_eq!(rx.stats().rejected, 3);
+
+    let (tx, rx) = bounded_with(1, Overflow::BlockTimeout(Duration::from_millis(5)));
+    tx.send(1).unwrap();
+    assert_eq!(tx.send(2), Err(SendError(2)));
+    assert_eq!(rx.stats().timed_out, 1);
+    assert_eq!(tx.send_timeout(3, Duration::from_millis(1)), Err(SendTimeoutError::Timeout(3)));
+    assert_eq!(rx.recv(), Ok(1));
+    assert_eq!(rx.recv_timeout(Duration::from_millis(2)), Err(RecvTimeoutError::Timeout));
+}
+
+#[test]
+fn force_send_returns_the_evicted_item() {
+    let (tx, rx) = bounded(1);
+    assert_eq!(tx.force_send(1), Ok(None));
+    assert_eq!(tx.force_send(2), Ok(Some(1)));
+    assert_eq!(rx.recv(), Ok(2));
+}
+
+#[test]
+fn batches() {
+    let (tx, rx) = bounded(4);
+    assert_eq!(tx.try_send_batch(vec![1, 2, 3, 4, 5, 6]).unwrap(), [5, 6]);
+    let mut out = Vec::new();
+    assert_eq!(rx.recv_batch(&mut out, 3), Ok(3));
+    assert_eq!(rx.try_recv_batch(&mut out, 3), 1);
+    assert_eq!(out, [1, 2, 3, 4]);
+    drop(tx);
+    assert_eq!(rx.recv_batch(&mut out, 3), Err(RecvError));
+}
+
+/// Capacity 1 and more threads than cores: every send parks and is woken,
+/// every item arrives exactly once, each producer's items in order at
+/// their single consumer.
+#[test]
+fn blocking_mpmc_exactly_once() {
+    for capacity in [1usize, 3, 64] {
+        let producers = 4;
+        let consumers = 4;
+        let per = scaled(5_000);
+        let (tx, rx) = bounded::<(usize, usize)>(capacity);
+        let seen: Arc<Vec<AtomicUsize>> = Arc::new((0..producers * per).map(|_| AtomicUsize::new(0)).collect());
+        let start = Arc::new(Barrier::new(producers + consumers));
+        let mut handles = Vec::new();
+        for p in 0..producers {
+            let (tx, start) = (tx.clone(), Arc::clone(&start));
+            handles.push(thread::spawn(move || {
+                start.wait();
+                for i in 0..per {
+                    tx.send((p, i)).unwrap();
+                }
+            }));
+        }
+        drop(tx);
+        let mut consumer_handles = Vec::new();
+        for c in 0..consumers {
+            let (rx, seen, start) = (rx.clone(), Arc::clone(&seen), Arc::clone(&start));
+            consumer_handles.push(thread::spawn(move || {
+                start.wait();
+                let mut last = vec![None::<usize>; producers];
+                let mut n = 0;
+                let mut batch = Vec::new();
+                loop {
+                    let item = if c % 2 == 0 {
+                        match rx.recv() {
+                            Ok(item) => item,
+                            Err(_) => break,
+                        }
+                    } else {
+                        if batch.is_empty() && rx.recv_batch(&mut batch, 16).is_err() {
+                            break;
+                        }
+                        batch.remove(0)
+                    };
+                    let (p, i) = item;
+                    assert!(last[p].is_none_or(|l| l < i), "order of producer {p} at one consumer");
+                    last[p] = Some(i);
+                    seen[p * per + i].fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+                n
+            }));
+        }
+        drop(rx);
+        for h in handles {
+            h.join().unwrap();
+        }
+        let received: usize = consumer_handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(received, producers * per);
+        assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == 1));
+    }
+}
+
+#[test]
+fn dropping_receivers_wakes_blocked_senders() {
+    let (tx, rx) = bounded(1);
+    tx.send(0).unwrap();
+    let blocked = thread::spawn(move || tx.send(1));
+    thread::sleep(Duration::from_millis(20));
+    drop(rx);
+    assert_eq!(blocked.join().unwrap(), Err(SendError(1)));
+}
+
+#[test]
+fn dropping_senders_wakes_blocked_receivers() {
+    let (tx, rx) = bounded::<u8>(1);
+    let blocked = thread::spawn(move || rx.recv());
+    thread::sleep(Duration::from_millis(20));
+    drop(tx);
+    assert_eq!(blocked.join().unwrap(), Err(RecvError));
+}
+
+#[test]
+fn send_sync_clone_static_checks() {
+    fn assert_traits<T: Send + Sync + Clone>() {}
+    assert_traits::<Sender<String>>();
+    assert_traits::<Receiver<String>>();
+    fn assert_error<E: std::error::Error>() {}
+    assert_error::<SendError<String>>();
+    assert_error::<TrySendError<String>>();
+    assert_error::<SendTimeoutError<String>>();
+    assert_error::<RecvError>();
+    assert_error::<TryRecvError>();
+    assert_error::<RecvTimeoutError>();
+}
+
+#[cfg(all(feature = "async", not(miri)))]
+#[test]
+fn async_send_and_recv_on_tokio() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    rt.block_on(async {
+        let (tx, rx) = bounded::<u64>(2);
+        let producers: Vec<_> = (0..4u64)
+            .map(|p| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    for i in 0..1_000u64 {
+                        tx.send_async(p * 1_000 + i).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = rx.clone();
+                tokio::spawn(async move {
+                    let mut sum = 0u64;
+                    let mut n = 0u64;
+                    while let Ok(v) = rx.recv_async().await {
+                        sum += v;
+                        n += 1;
+                    }
+                    (n, sum)
+                })
+            })
+            .collect();
+        drop(rx);
+        for p in producers {
+            p.await.unwrap();
+        }
+        let (mut n, mut sum) = (0, 0);
+        for c in consumers {
+            let (cn, cs) = c.await.unwrap();
+            n += cn;
+            sum += cs;
+        }
+        assert_eq!(n, 4_000);
+        assert_eq!(sum, (0..4_000u64).sum::<u64>());
+    });
+}
+
+#[cfg(all(feature = "async", not(miri)))]
+#[test]
+fn async_mixes_with_blocking_threads_and_drop_of_pending_future() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let (tx, rx) = bounded::<u32>(1);
+    // A pending future that is dropped must not swallow a wake-up.
+    rt.block_on(async {
+        let fut = rx.recv_async();
+        let r = tokio::time::timeout(Duration::from_millis(5), fut).await;
+        assert!(r.is_err());
+    });
+    let sender = thread::spawn(move || {
+        for i in 0..100 {
+            tx.send(i).unwrap();
+        }
+    });
+    let got = rt.block_on(async {
+        let mut got = Vec::new();
+        while let Ok(v) = rx.recv_async().await {
+            got.push(v);
+        }
+        got
+    });
+    sender.join().unwrap();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+}
