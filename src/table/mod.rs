@@ -53,6 +53,18 @@ pub(crate) struct Shard<K, V> {
     spare: Option<RawTable<K, V>>,
     /// Set once by [`ShardedTable::close_and_drain`]: later upserts are refused.
     pub(crate) closed: bool,
+    /// Upserts that inserted / merged (counted under the lock: no atomics).
+    inserted: u64,
+    merged: u64,
+}
+
+/// Why [`ShardedTable::try_upsert`] handed a pair back.
+#[derive(Debug)]
+pub(crate) enum Refused<K, V> {
+    /// The table was closed.
+    Closed(K, V),
+    /// `admit` refused a new key.
+    Full(K, V),
 }
 
 /// A concurrent hash table of `K → V` with in-place merging upserts and an
@@ -166,6 +178,8 @@ impl<K, V, S> ShardedTable<K, V, S> {
                     live: RawTable::with_capacity(shard_capacity),
                     spare: None,
                     closed: false,
+                    inserted: 0,
+                    merged: 0,
                 }))
             })
             .collect();
@@ -271,6 +285,14 @@ impl<K, V, S> ShardedTable<K, V, S> {
             .collect()
     }
 
+    /// Sum of the shards' (inserted, merged) counters.
+    pub(crate) fn upsert_counts(&self) -> (u64, u64) {
+        self.shards.iter().fold((0, 0), |(i, m), shard| {
+            let shard = shard.lock();
+            (i + shard.inserted, m + shard.merged)
+        })
+    }
+
     #[inline]
     pub(crate) fn shard_of(&self, hash: u64) -> usize {
         // `(h >> 1) >> (63 - bits)` is `h >> (64 - bits)` without a shift by 64 when bits == 0.
@@ -324,15 +346,34 @@ where
     }
 
     /// Like [`upsert`](Self::upsert), but hands the pair back once the table
-    /// was closed by its owner (the aggregator's shutdown).
+    /// was closed by its owner (the aggregator's shutdown), or when `admit`
+    /// refuses a new key. Counts what it did in the shard's counters when `count`.
     #[inline]
-    pub(crate) fn try_upsert(&self, key: K, value: V, merge: impl FnOnce(&mut V, V)) -> Result<Upsert, (K, V)> {
+    pub(crate) fn try_upsert(
+        &self,
+        key: K,
+        value: V,
+        merge: impl FnOnce(&mut V, V),
+        admit: impl FnOnce() -> bool,
+        count: bool,
+    ) -> Result<Upsert, Refused<K, V>> {
         let hash = self.hash(&key);
-        let mut shard = self.lock_shard(self.shard_of(hash));
+        let mut guard = self.lock_shard(self.shard_of(hash));
+        let shard = &mut *guard;
         if shard.closed {
-            return Err((key, value));
+            return Err(Refused::Closed(key, value));
         }
-        Ok(shard.live.upsert(hash as u32, key, value, merge))
+        match shard.live.upsert_with(hash as u32, key, value, merge, admit) {
+            Ok(Upsert::Inserted) => {
+                shard.inserted += u64::from(count);
+                Ok(Upsert::Inserted)
+            }
+            Ok(Upsert::Merged) => {
+                shard.merged += u64::from(count);
+                Ok(Upsert::Merged)
+            }
+            Err((key, value)) => Err(Refused::Full(key, value)),
+        }
     }
 
     /// A clone of the value for `key`.

@@ -133,6 +133,7 @@ impl<K, V> RawTable<K, V> {
     }
 
     /// Entries it can hold before its index must grow.
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         capacity_of(self.buckets.len())
     }
@@ -164,11 +165,6 @@ impl<K, V> RawTable<K, V> {
             bucket.tags = [EMPTY; 16];
         }
         self.growth_left = capacity_of(self.buckets.len());
-    }
-
-    /// Drops every pair and keeps the storage.
-    pub(crate) fn clear(&mut self) {
-        self.reset_index();
     }
 
     /// Finds the full slot holding a key equal to `key`: `(bucket, slot, entry)`.
@@ -230,6 +226,26 @@ impl<K, V> RawTable<K, V> {
     where
         K: Eq,
     {
+        match self.upsert_with(hash, key, value, merge, || true) {
+            Ok(upsert) => upsert,
+            Err(_) => unreachable!("admit always admits"),
+        }
+    }
+
+    /// [`upsert`](Self::upsert) that asks `admit` before inserting a new key
+    /// and hands the pair back when it says no.
+    #[inline]
+    pub(crate) fn upsert_with(
+        &mut self,
+        hash: u32,
+        key: K,
+        value: V,
+        merge: impl FnOnce(&mut V, V),
+        admit: impl FnOnce() -> bool,
+    ) -> Result<Upsert, (K, V)>
+    where
+        K: Eq,
+    {
         match self.find_or_free(hash, &key) {
             Ok((b, slot, entry)) => {
                 let value_ref = &mut self.entries[entry].1;
@@ -237,19 +253,16 @@ impl<K, V> RawTable<K, V> {
                     drop(self.remove_at(b, slot, entry));
                     resume_unwind(panic);
                 }
-                Upsert::Merged
+                Ok(Upsert::Merged)
             }
             Err(free) => {
+                if !admit() {
+                    return Err((key, value));
+                }
                 self.insert_new(hash, key, value, free);
-                Upsert::Inserted
+                Ok(Upsert::Inserted)
             }
         }
-    }
-
-    /// Inserts a key known to be absent.
-    pub(crate) fn insert_unique(&mut self, hash: u32, key: K, value: V) {
-        let free = self.first_free(hash);
-        self.insert_new(hash, key, value, free);
     }
 
     /// Probes once for `key`: `Ok` with its position, or `Err` with the first
@@ -579,7 +592,7 @@ mod tests {
         assert_eq!(t.len(), 500);
         assert!(t.entries().iter().all(|&(k, v)| k % 2 == 0 && v == k + 1));
         let capacity = t.capacity();
-        t.clear();
+        t.reset_index();
         t.check_invariants();
         assert_eq!((t.len(), t.capacity()), (0, capacity));
     }

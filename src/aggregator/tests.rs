@@ -1,0 +1,360 @@
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use super::*;
+use crate::merge::{Count, Last, Max, Min, Sum};
+
+fn scaled(n: u64) -> u64 {
+    if cfg!(miri) {
+        (n / 100).max(10)
+    } else {
+        n
+    }
+}
+
+fn sum_of(pairs: &[(u64, u64)]) -> u64 {
+    pairs.iter().map(|(_, v)| v).sum()
+}
+
+#[test]
+fn config_errors_say_what_to_change() {
+    let no_merge = Aggregator::<u64, u64>::builder().build().unwrap_err();
+    assert_eq!(no_merge.setting(), "merge");
+    let cases = [
+        (Aggregator::<u64, u64>::builder().merge_with(Sum).output_capacity(0).build().unwrap_err(), "output_capacity"),
+        (Aggregator::<u64, u64>::builder().merge_with(Sum).max_keys(0).build().unwrap_err(), "max_keys"),
+        (Aggregator::<u64, u64>::builder().merge_with(Sum).flush_every(Duration::ZERO).build().unwrap_err(), "flush_every"),
+        (Aggregator::<u64, u64>::builder().merge_with(Sum).flush_threads(0).build().unwrap_err(), "flush_threads"),
+        (Aggregator::<u64, u64>::builder().merge_with(Sum).shards(4).flush_threads(5).build().unwrap_err(), "flush_threads"),
+        (Aggregator::<u64, u64>::builder().merge_with(Sum).shards(3).build().unwrap_err(), "shards"),
+    ];
+    for (err, setting) in cases {
+        assert_eq!(err.setting(), setting, "{err}");
+    }
+}
+
+#[test]
+fn ready_merges_and_per_core_default() {
+    let sum = Aggregator::<&str, u64>::builder().merge_with(Sum).build().unwrap();
+    let min = Aggregator::<&str, i64>::builder().merge_with(Min).build().unwrap();
+    let max = Aggregator::<&str, f64>::builder().merge_with(Max).build().unwrap();
+    let last = Aggregator::<&str, &str>::builder().merge_with(Last).build().unwrap();
+    let count = Aggregator::<&str, u64>::builder().merge_with(Count).build().unwrap();
+    for (i, v) in [5i64, -3, 9].into_iter().enumerate() {
+        sum.add("k", v as u64 & 0xff).unwrap();
+        min.add("k", v).unwrap();
+        max.add("k", v as f64).unwrap();
+        last.add("k", ["a", "b", "c"][i]).unwrap();
+        count.add("k", 1000).unwrap();
+    }
+    assert_eq!(sum.get("k"), Some(5 + 253 + 9));
+    assert_eq!(min.get("k"), Some(-3));
+    assert_eq!(max.get("k"), Some(9.0));
+    assert_eq!(last.get("k"), Some("c"));
+    assert_eq!(count.get("k"), Some(3));
+    assert_eq!(last.partial_tables(), 1, "Last is not commutative: one table");
+    let closure = Aggregator::<&str, u64>::builder().merge(|a, b| *a += b).build().unwrap();
+    assert_eq!(closure.partial_tables(), 1);
+    let forced = Aggregator::<&str, u64>::builder().merge(|a, b| *a += b).per_core(true).build().unwrap();
+    assert_eq!(forced.partial_tables(), sum.partial_tables());
+}
+
+#[test]
+fn add_reports_insert_and_merge_and_stats_count() {
+    let agg = Aggregator::<u64, u64>::builder().merge_with(Sum).per_core(false).build().unwrap();
+    assert_eq!(agg.add(1, 1).unwrap(), Upsert::Inserted);
+    assert_eq!(agg.add(1, 1).unwrap(), Upsert::Merged);
+    assert_eq!(agg.add(2, 1).unwrap(), Upsert::Inserted);
+    let s = agg.stats();
+    assert_eq!((s.added, s.inserted, s.merged, s.entries), (3, 2, 1, 2));
+    assert_eq!(agg.flush(), 2);
+    let s = agg.stats();
+    assert_eq!((s.flushed, s.flushes, s.entries, s.queued), (2, 1, 0, 2));
+    let mut got: Vec<_> = agg.receiver().try_iter().collect();
+    got.sort_unstable();
+    assert_eq!(got, [(1, 2), (2, 1)]);
+}
+
+#[test]
+fn per_core_partials_fold_on_get_snapshot_and_flush() {
+    let agg = Aggregator::<String, u64>::builder().merge_with(Sum).build().unwrap();
+    let threads = 4;
+    let per = scaled(10_000);
+    let start = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (agg, start) = (agg.clone(), Arc::clone(&start));
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..per {
+                    agg.add(format!("metric.{}", i % 5), 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let expected = threads as u64 * per / 5;
+    assert_eq!(agg.get("metric.3"), Some(expected));
+    let mut snap = agg.snapshot();
+    snap.sort();
+    assert_eq!(snap, (0..5).map(|k| (format!("metric.{k}"), expected)).collect::<Vec<_>>());
+    assert_eq!(agg.stats().added, threads as u64 * per);
+    assert_eq!(agg.flush(), 5);
+    let mut flushed: Vec<_> = agg.receiver().try_iter().collect();
+    flushed.sort();
+    assert_eq!(flushed, snap);
+}
+
+/// The seed's zero-loss promise: output of capacity 1, a slow consumer,
+/// periodic flushes; every unit added arrives, exactly.
+#[test]
+fn retain_with_output_capacity_one_and_a_slow_consumer_delivers_exact_totals() {
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .output_capacity(1)
+        .flush_every(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let rx = agg.receiver();
+    let consumer = thread::spawn(move || {
+        let mut per_key: HashMap<u64, u64> = HashMap::new();
+        for (k, v) in rx.iter() {
+            *per_key.entry(k).or_default() += v;
+            thread::sleep(Duration::from_micros(50));
+        }
+        per_key
+    });
+    let producers: Vec<_> = (0..3u64)
+        .map(|p| {
+            let agg = agg.clone();
+            thread::spawn(move || {
+                for i in 0..scaled(20_000) {
+                    agg.add((i + p) % 50, 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    let report = agg.shutdown(Duration::from_secs(30));
+    assert!(report.undelivered.is_empty(), "a consumer is reading: everything fits by the deadline");
+    let per_key = consumer.join().unwrap();
+    let total: u64 = per_key.values().sum();
+    assert_eq!(total, 3 * scaled(20_000));
+    assert_eq!(per_key.len(), 50);
+    let s = agg.stats();
+    assert!(s.retained > 0, "the output of one must have been full at times");
+    assert_eq!(report.delivered, s.flushed);
+    assert_eq!(report.dropped, 0);
+}
+
+/// For every policy: delivered + dropped + undelivered = what was added.
+#[test]
+fn every_policy_accounts_for_every_entry() {
+    for policy in [OnFull::Retain, OnFull::Block, OnFull::DropNewest, OnFull::DropOldest] {
+        let agg = Aggregator::<u64, u64>::builder().merge_with(Sum).output_capacity(4).on_full(policy).build().unwrap();
+        let n = 100u64;
+        for k in 0..n {
+            agg.add(k, k).unwrap();
+        }
+        if policy != OnFull::Block {
+            // Nobody reads: the output fills after 4.
+            agg.flush();
+        }
+        let report = agg.shutdown(Duration::from_millis(20));
+        let received: Vec<(u64, u64)> = agg.receiver().iter().collect();
+        assert_eq!(received.len() as u64, report.delivered, "{policy:?}");
+        assert_eq!(received.len() as u64 + report.dropped + report.undelivered.len() as u64, n, "{policy:?}");
+        let s = agg.stats();
+        match policy {
+            OnFull::Retain | OnFull::Block => {
+                assert_eq!(report.dropped, 0);
+                assert!(report.timed_out);
+                // Values too: nothing lost.
+                assert_eq!(sum_of(&received) + sum_of(&report.undelivered), (0..n).sum::<u64>());
+            }
+            OnFull::DropNewest => assert_eq!(s.dropped_newest, n - 4),
+            OnFull::DropOldest => {
+                assert_eq!(s.dropped_oldest, n - 4);
+                assert!(report.undelivered.is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn shutdown_while_producers_run_loses_nothing() {
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .output_capacity(64)
+        .flush_every(Duration::from_millis(2))
+        .build()
+        .unwrap();
+    let rx = agg.receiver();
+    let consumer = thread::spawn(move || rx.iter().map(|(_, v)| v).sum::<u64>());
+    let accepted = Arc::new(AtomicU64::new(0));
+    let returned = Arc::new(AtomicU64::new(0));
+    let producers: Vec<_> = (0..3u64)
+        .map(|p| {
+            let (agg, accepted, returned) = (agg.clone(), Arc::clone(&accepted), Arc::clone(&returned));
+            thread::spawn(move || {
+                let mut i = 0u64;
+                loop {
+                    match agg.add((i * 3 + p) % 1000, 1) {
+                        Ok(_) => accepted.fetch_add(1, Ordering::Relaxed),
+                        Err(AddError::Closed(_, v)) => {
+                            returned.fetch_add(v, Ordering::Relaxed);
+                            break;
+                        }
+                        Err(e) => panic!("{e}"),
+                    };
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(30));
+    let report = agg.shutdown(Duration::from_secs(30));
+    for p in producers {
+        p.join().unwrap();
+    }
+    let received = consumer.join().unwrap();
+    assert!(report.undelivered.is_empty());
+    assert_eq!(received, accepted.load(Ordering::Relaxed));
+    assert_eq!(returned.load(Ordering::Relaxed), 3);
+    assert_eq!(agg.stats().refused_closed, 3);
+}
+
+#[test]
+fn shutdown_without_a_consumer_returns_by_its_deadline_and_is_idempotent() {
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .output_capacity(2)
+        .on_full(OnFull::Block)
+        .flush_every(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    for k in 0..10 {
+        agg.add(k, 1).unwrap();
+    }
+    // The flusher blocks on the full output; shutdown must still return.
+    thread::sleep(Duration::from_millis(10));
+    let report = agg.shutdown(Duration::from_millis(50));
+    assert!(report.timed_out);
+    assert_eq!(report.delivered, 2);
+    assert_eq!(report.undelivered.len(), 8);
+    let again = agg.shutdown(Duration::from_secs(1));
+    assert_eq!((again.delivered, again.dropped, again.undelivered.len()), (0, 0, 0));
+    match agg.add(99, 7) {
+        Err(AddError::Closed(99, 7)) => {}
+        other => panic!("expected Closed(99, 7), got {other:?}"),
+    }
+}
+
+#[test]
+fn panicking_merge_is_isolated_and_counted() {
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge(|acc, v| {
+            if v == 13 {
+                panic!("unlucky value");
+            }
+            *acc += v;
+        })
+        .build()
+        .unwrap();
+    agg.add(1, 1).unwrap();
+    agg.add(2, 2).unwrap();
+    assert!(matches!(agg.add(1, 13), Err(AddError::MergePanicked)));
+    let s = agg.stats();
+    assert_eq!((s.merge_panics, s.dropped_merge_panic), (1, 1));
+    assert_eq!(agg.last_panic().as_deref(), Some("unlucky value"));
+    assert_eq!(agg.get(&1), None, "the entry whose merge panicked is removed");
+    assert_eq!(agg.add(1, 5).unwrap(), Upsert::Inserted);
+    assert_eq!(agg.get(&1), Some(5));
+    assert_eq!(agg.get(&2), Some(2));
+    assert_eq!(agg.flush(), 2);
+}
+
+#[test]
+fn key_cap_refuses_new_keys_and_hands_them_back() {
+    let agg = Aggregator::<u64, u64>::builder().merge_with(Sum).per_core(false).max_keys(3).build().unwrap();
+    for k in 0..3 {
+        agg.add(k, 1).unwrap();
+    }
+    assert!(matches!(agg.add(3, 9), Err(AddError::Full(3, 9))));
+    assert_eq!(agg.add(0, 1).unwrap(), Upsert::Merged, "existing keys still merge");
+    assert_eq!(agg.stats().refused_full, 1);
+    assert_eq!(agg.flush(), 3);
+    assert_eq!(agg.add(3, 9).unwrap(), Upsert::Inserted, "a flush frees the cap");
+}
+
+#[test]
+fn retained_entries_merge_before_newer_adds() {
+    let agg = Aggregator::<&str, u32>::builder().merge_with(Last).build().unwrap();
+    // A newer value arrived while the older one was out for delivery.
+    agg.add("a", 2).unwrap();
+    agg.inner.retain("a", 1).unwrap();
+    assert_eq!(agg.get("a"), Some(2), "Last keeps the newer value");
+    let sum = Aggregator::<&str, u32>::builder().merge_with(Sum).per_core(false).build().unwrap();
+    sum.add("a", 2).unwrap();
+    sum.inner.retain("a", 1).unwrap();
+    assert_eq!(sum.get("a"), Some(3));
+    assert_eq!(sum.stats().added, 1, "re-merges are not adds");
+}
+
+#[test]
+fn dropping_the_last_handle_shuts_down_and_ends_the_output() {
+    let agg = Aggregator::<u64, u64>::builder().merge_with(Sum).flush_every(Duration::from_millis(5)).build().unwrap();
+    let rx = agg.receiver();
+    let clone = agg.clone();
+    agg.add(1, 1).unwrap();
+    drop(agg);
+    clone.add(1, 1).unwrap();
+    drop(clone);
+    let got: Vec<_> = rx.iter().collect();
+    assert_eq!(got, [(1, 2)]);
+}
+
+#[test]
+fn periodic_ticks_run_and_flush_in_background() {
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .flush_every(Duration::from_millis(1))
+        .flush_threads(2)
+        .pin(true)
+        .build()
+        .unwrap();
+    let rx = agg.receiver();
+    for k in 0..100 {
+        agg.add(k, 1).unwrap();
+    }
+    let mut got = 0;
+    while got < 100 {
+        got += rx.recv_timeout(Duration::from_secs(10)).map(|_| 1).expect("the flushers deliver");
+    }
+    let s = agg.stats();
+    assert!(s.ticks_run > 0);
+    assert_eq!(s.flushed, 100);
+    drop(agg.shutdown(Duration::from_secs(1)));
+}
+
+#[test]
+fn stop_flag_is_seen_by_flushers_quickly_enough_to_join() {
+    // Many flusher threads with a long period: shutdown wakes and joins them all.
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .flush_every(Duration::from_secs(3600))
+        .flush_threads(4)
+        .shards(8)
+        .build()
+        .unwrap();
+    agg.add(1, 1).unwrap();
+    let report = agg.shutdown(Duration::from_secs(1));
+    assert_eq!(report.delivered, 1);
+}
