@@ -215,6 +215,27 @@ pub(crate) fn current_cpu() -> Option<usize> {
     None
 }
 
+/// [`current_cpu`], asked of the OS once every 64 calls per thread: a thread
+/// that migrates keeps using its old CPU's slot for at most 63 more calls,
+/// which costs a little sharing, never correctness.
+#[inline]
+pub(crate) fn current_cpu_cached() -> Option<usize> {
+    use std::cell::Cell;
+    thread_local! {
+        static CACHE: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    }
+    CACHE.with(|cache| {
+        let (cpu, left) = cache.get();
+        if left > 0 {
+            cache.set((cpu, left - 1));
+            return Some(cpu as usize);
+        }
+        let cpu = current_cpu()?;
+        cache.set((cpu as u32, 63));
+        Some(cpu)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

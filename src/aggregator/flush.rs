@@ -1,7 +1,7 @@
 //! Flushing: draining the tables into the output under the `OnFull` policy,
 //! the periodic flusher threads, and shutdown.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -25,10 +25,11 @@ enum Delivery<K, V> {
     Kept(K, V),
 }
 
-impl<K, V> Inner<K, V>
+impl<K, V, S> Inner<K, V, S>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
 {
     /// Flushes every partition in the calling thread.
     pub(super) fn flush_all(&self) -> usize {
@@ -304,10 +305,11 @@ where
 
 /// Starts one flusher thread per partition, each pinned to its own physical
 /// core when a topology is given.
-pub(super) fn spawn_flushers<K, V>(inner: &Arc<Inner<K, V>>, period: Duration, pin: Option<&Topology>) -> Result<(), ConfigError>
+pub(super) fn spawn_flushers<K, V, S>(inner: &Arc<Inner<K, V, S>>, period: Duration, pin: Option<&Topology>) -> Result<(), ConfigError>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
 {
     let cores = pin.map(Topology::one_cpu_per_core).unwrap_or_default();
     let mut handles = inner.flushers.lock();
@@ -328,10 +330,11 @@ where
     Ok(())
 }
 
-fn run_flusher<K, V>(inner: &Inner<K, V>, p: usize, period: Duration)
+fn run_flusher<K, V, S>(inner: &Inner<K, V, S>, p: usize, period: Duration)
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
 {
     let mut next = Instant::now() + period;
     while !inner.closing.load(Ordering::Acquire) {

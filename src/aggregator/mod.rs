@@ -43,7 +43,7 @@ mod flush;
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -220,9 +220,9 @@ struct Partition<K, V> {
     pending: Vec<(K, V)>,
 }
 
-pub(crate) struct Inner<K, V> {
+pub(crate) struct Inner<K, V, S> {
     /// One table, or one per CPU when combining per core.
-    stripes: Box<[ShardedTable<K, V>]>,
+    stripes: Box<[ShardedTable<K, V, S>]>,
     /// CPU id → stripe index.
     stripe_of_cpu: Box<[u16]>,
     merge: Box<dyn Merge<V>>,
@@ -241,18 +241,23 @@ pub(crate) struct Inner<K, V> {
     last_panic: Mutex<Option<String>>,
     /// `Inner::shutdown_on_drop`, captured where `K` and `V` are known to be
     /// hashable and sendable (a `Drop` impl cannot add those bounds).
-    on_last_drop: fn(&Inner<K, V>),
+    on_last_drop: fn(&Inner<K, V, S>),
 }
 
 /// A keyed aggregator: `add(key, value)` merges into a sharded table whose
 /// entries are flushed — periodically and on demand — into a bounded output
 /// channel. A cheap, cloneable handle; see the [module docs](self).
-pub struct Aggregator<K, V> {
-    inner: Arc<Inner<K, V>>,
+///
+/// `S` hashes keys: [`FastBuildHasher`] by default (FNV-1a, deterministic);
+/// give a [`SeededBuildHasher`](crate::hash::SeededBuildHasher) with
+/// [`hasher`](AggregatorBuilder::hasher) when keys come from untrusted input.
+pub struct Aggregator<K, V, S = FastBuildHasher> {
+    inner: Arc<Inner<K, V, S>>,
 }
 
 /// Configures an [`Aggregator`]; see [`Aggregator::builder`].
-pub struct AggregatorBuilder<K, V> {
+pub struct AggregatorBuilder<K, V, S = FastBuildHasher> {
+    hasher: S,
     merge: Option<Box<dyn Merge<V>>>,
     per_core: Option<bool>,
     flush_every: Option<Duration>,
@@ -265,7 +270,7 @@ pub struct AggregatorBuilder<K, V> {
     _key: std::marker::PhantomData<fn() -> K>,
 }
 
-impl<K, V> fmt::Debug for AggregatorBuilder<K, V> {
+impl<K, V, S> fmt::Debug for AggregatorBuilder<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AggregatorBuilder")
             .field("merge", &self.merge.is_some())
@@ -280,11 +285,30 @@ impl<K, V> fmt::Debug for AggregatorBuilder<K, V> {
     }
 }
 
-impl<K, V> AggregatorBuilder<K, V>
+impl<K, V, S> AggregatorBuilder<K, V, S>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
 {
+    /// The key hasher (default [`FastBuildHasher`]); every per-core table
+    /// gets a clone.
+    pub fn hasher<S2>(self, hasher: S2) -> AggregatorBuilder<K, V, S2> {
+        AggregatorBuilder {
+            hasher,
+            merge: self.merge,
+            per_core: self.per_core,
+            flush_every: self.flush_every,
+            output_capacity: self.output_capacity,
+            on_full: self.on_full,
+            max_keys: self.max_keys,
+            flush_threads: self.flush_threads,
+            pin: self.pin,
+            shards: self.shards,
+            _key: self._key,
+        }
+    }
+
     /// The merge as a closure: `merge(&mut held, added)`. Not assumed
     /// commutative; say [`per_core(true)`](Self::per_core) if it is.
     pub fn merge(mut self, merge: impl Fn(&mut V, V) + Send + Sync + 'static) -> Self {
@@ -358,7 +382,7 @@ where
     /// [`ConfigError`] when no merge was given, `output_capacity`, `max_keys`
     /// or `flush_every` is zero, `flush_threads` is 0 or more than the
     /// shards, or `shards` is not a power of two.
-    pub fn build(self) -> Result<Aggregator<K, V>, ConfigError> {
+    pub fn build(self) -> Result<Aggregator<K, V, S>, ConfigError> {
         let merge = self
             .merge
             .ok_or_else(|| ConfigError::new("merge", "no merge function; call .merge(|acc, v| ...) or .merge_with(Sum)"))?;
@@ -386,9 +410,9 @@ where
         } else {
             (1, vec![0])
         };
-        let stripes: Box<[ShardedTable<K, V>]> = (0..stripes)
+        let stripes: Box<[ShardedTable<K, V, S>]> = (0..stripes)
             .map(|_| {
-                let builder = ShardedTable::builder();
+                let builder = ShardedTable::builder().hasher(self.hasher.clone());
                 match self.shards {
                     Some(n) => builder.shards(n).build(),
                     None => builder.build(),
@@ -430,14 +454,15 @@ where
     }
 }
 
-impl<K, V> Aggregator<K, V>
+impl<K, V> Aggregator<K, V, FastBuildHasher>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
 {
     /// A builder; a merge (`.merge(..)` or `.merge_with(..)`) is required.
-    pub fn builder() -> AggregatorBuilder<K, V> {
+    pub fn builder() -> AggregatorBuilder<K, V, FastBuildHasher> {
         AggregatorBuilder {
+            hasher: FastBuildHasher,
             merge: None,
             per_core: None,
             flush_every: None,
@@ -450,7 +475,14 @@ where
             _key: std::marker::PhantomData,
         }
     }
+}
 
+impl<K, V, S> Aggregator<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
     /// Merges `value` into `key`'s aggregate, inserting the key if new.
     ///
     /// Returns [`Upsert::Inserted`] when the key had no entry (on this core,
@@ -629,14 +661,15 @@ where
     }
 }
 
-impl<K, V> Inner<K, V>
+impl<K, V, S> Inner<K, V, S>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
+    S: BuildHasher + Send + Sync + 'static,
 {
     /// The table this thread adds into.
     #[inline]
-    fn stripe(&self) -> &ShardedTable<K, V> {
+    fn stripe(&self) -> &ShardedTable<K, V, S> {
         if self.stripes.len() == 1 {
             return &self.stripes[0];
         }
@@ -648,7 +681,7 @@ where
         let n = self.stripes.len();
         #[cfg(not(sheaf_loom))]
         {
-            if let Some(cpu) = crate::topology::current_cpu() {
+            if let Some(cpu) = crate::topology::current_cpu_cached() {
                 return self.stripe_of_cpu.get(cpu).map_or(cpu % n, |&s| s as usize);
             }
             thread_local! {
@@ -704,14 +737,14 @@ where
     }
 }
 
-impl<K, V> Clone for Aggregator<K, V> {
+impl<K, V, S> Clone for Aggregator<K, V, S> {
     fn clone(&self) -> Self {
         self.inner.handles.fetch_add(1, Ordering::Relaxed);
         Self { inner: Arc::clone(&self.inner) }
     }
 }
 
-impl<K, V> Drop for Aggregator<K, V> {
+impl<K, V, S> Drop for Aggregator<K, V, S> {
     fn drop(&mut self) {
         if self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             (self.inner.on_last_drop)(&self.inner);
@@ -719,7 +752,7 @@ impl<K, V> Drop for Aggregator<K, V> {
     }
 }
 
-impl<K, V> fmt::Debug for Aggregator<K, V> {
+impl<K, V, S> fmt::Debug for Aggregator<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Aggregator")
             .field("partial_tables", &self.inner.stripes.len())
