@@ -256,7 +256,7 @@ fn e2e(c: &mut Criterion) {
                 .sum()
         })
     });
-    group.bench_function(BenchmarkId::new("sheaf-table", 2), |b| {
+    group.bench_function(BenchmarkId::new("raw-table", 2), |b| {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| {

@@ -58,6 +58,16 @@ impl Topology {
         Self::fallback()
     }
 
+    /// One CPU, one core, one node: a placeholder where the real topology is not needed.
+    pub(crate) fn single() -> Self {
+        Self {
+            cpus: vec![Cpu { id: 0, core: 0, package: 0, node: 0 }],
+            cores: vec![vec![0]],
+            nodes: BTreeMap::from([(0, vec![0])]),
+            source: Source::Fallback,
+        }
+    }
+
     fn fallback() -> Self {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cpus: Vec<Cpu> = (0..n).map(|id| Cpu { id, core: id, package: 0, node: 0 }).collect();

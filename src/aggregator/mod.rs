@@ -396,7 +396,7 @@ where
             return Err(ConfigError::new("flush_every", "a zero period would flush in a busy loop; use a positive duration"));
         }
         let per_core = self.per_core.unwrap_or_else(|| merge.is_commutative());
-        let topology = Topology::detect();
+        let topology = if (per_core || self.pin) && !cfg!(sheaf_loom) { Topology::detect() } else { Topology::single() };
         let (stripes, stripe_of_cpu) = if per_core && !cfg!(sheaf_loom) {
             let n = topology.cpus().len().clamp(1, u16::MAX as usize);
             let max_cpu = topology.cpus().iter().map(|c| c.id).max().unwrap_or(0);
@@ -647,6 +647,14 @@ where
     /// Number of per-core partial tables (1 without per-core combining).
     pub fn partial_tables(&self) -> usize {
         self.inner.stripes.len()
+    }
+
+    /// Runs one periodic tick by hand: a flush of partition 0 that is
+    /// skipped (`None`, counted in `ticks_skipped`) if that partition is
+    /// being flushed. For loom models and tests of the overlap rule.
+    #[doc(hidden)]
+    pub fn tick(&self) -> Option<usize> {
+        self.inner.flush_partition(0, true)
     }
 
     /// Stops the flushers, refuses further adds, and delivers every held

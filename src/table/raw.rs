@@ -143,6 +143,26 @@ impl<K, V> RawTable<K, V> {
         self.buckets.len().wrapping_sub(1)
     }
 
+    /// The bucket at `b`, which callers derive as `x & self.mask()` on a
+    /// non-empty index.
+    #[inline(always)]
+    fn bucket(&self, b: usize) -> &Bucket {
+        debug_assert!(b < self.buckets.len());
+        // SAFETY: `buckets.len()` is a power of two and callers pass
+        // `x & (len - 1)` with `len > 0`, so `b < len`.
+        unsafe { self.buckets.get_unchecked(b) }
+    }
+
+    /// The entry a full slot points at.
+    #[inline(always)]
+    fn entry(&self, entry: usize) -> &(K, V) {
+        debug_assert!(entry < self.entries.len());
+        // SAFETY: `entry` was read from a full slot, and invariant 1 says a
+        // full slot indexes an existing entry (a SWAR false positive can only
+        // hit a full slot: its tag has the high bit set, like the tag sought).
+        unsafe { self.entries.get_unchecked(entry) }
+    }
+
     /// Every pair, in storage order.
     pub(crate) fn entries(&self) -> &[(K, V)] {
         &self.entries
@@ -181,13 +201,13 @@ impl<K, V> RawTable<K, V> {
         let tag = tag_of(hash);
         let mut b = hash as usize & mask;
         loop {
-            let bucket = &self.buckets[b];
+            let bucket = self.bucket(b);
             let word = bucket.word();
             let mut candidates = match_tag(word, tag);
             while candidates != 0 {
                 let slot = lowest(candidates);
                 let entry = bucket.index[slot] as usize;
-                if self.entries[entry].0.borrow() == key {
+                if self.entry(entry).0.borrow() == key {
                     return Some((b, slot, entry));
                 }
                 candidates &= candidates - 1;
@@ -248,7 +268,9 @@ impl<K, V> RawTable<K, V> {
     {
         match self.find_or_free(hash, &key) {
             Ok((b, slot, entry)) => {
-                let value_ref = &mut self.entries[entry].1;
+                debug_assert!(entry < self.entries.len());
+                // SAFETY: `find_or_free` returned the index of a present entry.
+                let value_ref = unsafe { &mut self.entries.get_unchecked_mut(entry).1 };
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| merge(value_ref, value))) {
                     drop(self.remove_at(b, slot, entry));
                     resume_unwind(panic);
@@ -280,13 +302,13 @@ impl<K, V> RawTable<K, V> {
         let mut b = hash as usize & mask;
         let mut free = None;
         loop {
-            let bucket = &self.buckets[b];
+            let bucket = self.bucket(b);
             let word = bucket.word();
             let mut candidates = match_tag(word, tag);
             while candidates != 0 {
                 let slot = lowest(candidates);
                 let entry = bucket.index[slot] as usize;
-                if self.entries[entry].0 == *key {
+                if self.entry(entry).0 == *key {
                     return Ok((b, slot, entry));
                 }
                 candidates &= candidates - 1;
