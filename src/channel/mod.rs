@@ -105,8 +105,9 @@ struct Chan<T> {
     overflow: Overflow,
     senders: AtomicUsize,
     receivers: AtomicUsize,
-    /// Set when the last sender or the last receiver is gone.
-    disconnected: AtomicBool,
+    /// Set when the last sender is gone. (When the last receiver goes, the
+    /// ring itself is closed, so that a push and the close are atomic.)
+    senders_gone: AtomicBool,
     /// Receivers waiting for an item.
     readers: Waiters,
     /// Senders waiting for room.
@@ -128,15 +129,24 @@ enum Attempt<R> {
 }
 
 impl<T> Chan<T> {
+    /// Every sender is gone (receivers drain, then see the end).
     #[inline]
     fn is_disconnected(&self) -> bool {
-        self.disconnected.load(Ordering::SeqCst)
+        self.senders_gone.load(Ordering::SeqCst)
     }
 
-    fn disconnect(&self) {
-        self.disconnected.store(true, Ordering::SeqCst);
+    fn disconnect_senders(&self) {
+        self.senders_gone.store(true, Ordering::SeqCst);
         self.readers.notify_all();
+    }
+
+    /// Every receiver is gone: refuse pushes atomically, wake blocked
+    /// senders, and drop what is queued (what a sender still publishes after
+    /// its claim is dropped with the channel).
+    fn disconnect_receivers(&self) {
+        self.ring.close();
         self.writers.notify_all();
+        while self.ring.pop_or_status().is_ok() {}
     }
 
     #[inline]
@@ -152,7 +162,7 @@ impl<T> Chan<T> {
                     return match self.ring.pop_or_status() {
                         Ok(item) => Attempt::Ready(item),
                         Err(Blocked::InFlight) => Attempt::NotReady(Blocked::InFlight),
-                        Err(Blocked::Settled) => Attempt::Closed,
+                        Err(Blocked::Settled | Blocked::Closed) => Attempt::Closed,
                     };
                 }
                 Attempt::NotReady(blocked)
@@ -176,7 +186,7 @@ impl<T> Chan<T> {
                     return match self.ring.pop_batch_or_status(out, max) {
                         Ok(n) => Attempt::Ready(n),
                         Err(Blocked::InFlight) => Attempt::NotReady(Blocked::InFlight),
-                        Err(Blocked::Settled) => Attempt::Closed,
+                        Err(Blocked::Settled | Blocked::Closed) => Attempt::Closed,
                     };
                 }
                 Attempt::NotReady(blocked)
@@ -187,9 +197,6 @@ impl<T> Chan<T> {
     /// One push attempt; `item` is left in place when it did not go in.
     #[inline]
     fn push(&self, item: &mut Option<T>) -> Attempt<()> {
-        if self.is_disconnected() {
-            return Attempt::Closed;
-        }
         match self.ring.push_or_status(item.take().expect("an item to push")) {
             Ok(()) => {
                 self.readers.notify_one();
@@ -197,7 +204,11 @@ impl<T> Chan<T> {
             }
             Err((back, blocked)) => {
                 *item = Some(back);
-                Attempt::NotReady(blocked)
+                if blocked == Blocked::Closed {
+                    Attempt::Closed
+                } else {
+                    Attempt::NotReady(blocked)
+                }
             }
         }
     }
@@ -248,7 +259,10 @@ impl<T> Chan<T> {
                 Attempt::NotReady(blocked) => blocked,
             };
             let park_deadline = match blocked {
-                Blocked::Settled => deadline,
+                Blocked::Settled | Blocked::Closed => deadline,
+                // Under loom the SeqCst fences of `loom_seqcst_fence` close
+                // this gap, and loom has no clock: park untimed.
+                Blocked::InFlight if cfg!(sheaf_loom) => deadline,
                 // The peer publishes right after its claim, but it checked for
                 // waiters before we registered: poll until it lands.
                 Blocked::InFlight => {
@@ -258,7 +272,7 @@ impl<T> Chan<T> {
                 }
             };
             park_until(&ticket, park_deadline);
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if !cfg!(sheaf_loom) && deadline.is_some_and(|d| Instant::now() >= d) {
                 waiters.unregister(ticket, false);
                 return match attempt() {
                     Attempt::Ready(r) => Ok(r),
@@ -330,7 +344,7 @@ impl ChannelBuilder {
             overflow: self.overflow,
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
-            disconnected: AtomicBool::new(false),
+            senders_gone: AtomicBool::new(false),
             readers: Waiters::default(),
             writers: Waiters::default(),
             losses: CachePadded::new(LossCounters::default()),
@@ -443,7 +457,7 @@ impl<T> Sender<T> {
     /// `Err(SendError(item))` when every receiver is gone.
     pub fn force_send(&self, item: T) -> Result<Option<T>, SendError<T>> {
         let chan = &*self.chan;
-        if chan.is_disconnected() {
+        if chan.ring.is_closed() {
             return Err(SendError(item));
         }
         let evicted = chan.ring.force_push(item);
@@ -461,7 +475,7 @@ impl<T> Sender<T> {
     /// `Err(SendError(items))` when every receiver is gone.
     pub fn try_send_batch(&self, items: Vec<T>) -> Result<Vec<T>, SendError<Vec<T>>> {
         let chan = &*self.chan;
-        if chan.is_disconnected() {
+        if chan.ring.is_closed() {
             return Err(SendError(items));
         }
         let total = items.len();
@@ -491,7 +505,7 @@ impl<T> Sender<T> {
 
     /// `true` once every receiver is gone.
     pub fn is_disconnected(&self) -> bool {
-        self.chan.is_disconnected()
+        self.chan.ring.is_closed()
     }
 
     /// The channel's counters.
@@ -634,7 +648,7 @@ impl<T> Clone for Receiver<T> {
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.chan.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.chan.disconnect();
+            self.chan.disconnect_senders();
         }
     }
 }
@@ -642,10 +656,7 @@ impl<T> Drop for Sender<T> {
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         if self.chan.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.chan.disconnect();
-            // Nobody can receive any more: drop what is queued now rather
-            // than when the last sender goes.
-            while self.chan.ring.try_pop().is_some() {}
+            self.chan.disconnect_receivers();
         }
     }
 }

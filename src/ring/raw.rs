@@ -29,7 +29,9 @@ pub struct Ring<T> {
     tail: CachePadded<AtomicUsize>,
     buffer: Box<[Slot<T>]>,
     cap: usize,
-    /// Smallest power of two above `cap`: adding it to a position moves one lap on.
+    /// Smallest power of two above `cap`; set in `tail` once the ring is closed.
+    mark: usize,
+    /// `2 * mark`: adding it to a position moves one lap on.
     one_lap: usize,
 }
 
@@ -71,6 +73,8 @@ pub(crate) enum Blocked {
     Settled,
     /// The slot next in line is claimed by a peer that has not finished.
     InFlight,
+    /// The ring was closed: pushes are refused (pops drain what is left).
+    Closed,
 }
 
 /// What a producer found at the tail slot.
@@ -79,8 +83,10 @@ enum PushSlot {
     Claimed { tail: usize, count: usize },
     /// Really full: head is one lap behind tail.
     Full { tail: usize },
-    /// A stalled consumer of the previous lap still holds the slot.
+    /// A stalled peer holds the slot.
     Stalled,
+    /// Closed: no more pushes.
+    Closed,
 }
 
 impl<T> Ring<T> {
@@ -96,7 +102,7 @@ impl<T> Ring<T> {
                 format!("{capacity} is out of range; a ring holds between 1 and usize::MAX / 4 items"),
             ));
         }
-        let one_lap = (capacity + 1).next_power_of_two();
+        let mark = (capacity + 1).next_power_of_two();
         let buffer = (0..capacity)
             .map(|i| Slot { stamp: AtomicUsize::new(i), value: UnsafeCell::new(MaybeUninit::uninit()) })
             .collect();
@@ -105,7 +111,8 @@ impl<T> Ring<T> {
             tail: CachePadded::new(AtomicUsize::new(0)),
             buffer,
             cap: capacity,
-            one_lap,
+            mark,
+            one_lap: mark * 2,
         })
     }
 
@@ -115,10 +122,16 @@ impl<T> Ring<T> {
         self.cap
     }
 
+    /// The slot index of a position.
+    #[inline(always)]
+    fn index(&self, pos: usize) -> usize {
+        pos & (self.mark - 1)
+    }
+
     /// Position after `pos` advanced by `n` slots within its lap (`index + n <= cap`).
     #[inline(always)]
     fn advance(&self, pos: usize, n: usize) -> usize {
-        let index = pos & (self.one_lap - 1);
+        let index = self.index(pos);
         if index + n < self.cap {
             pos + n
         } else {
@@ -130,12 +143,12 @@ impl<T> Ring<T> {
     #[inline]
     pub(crate) fn count_of(&self, pos: usize) -> u64 {
         let laps = (pos / self.one_lap) as u64;
-        laps * self.cap as u64 + (pos & (self.one_lap - 1)) as u64
+        laps * self.cap as u64 + self.index(pos) as u64
     }
 
     /// Items pushed so far (wraps at `u64::MAX`), derived from the tail.
     pub(crate) fn pushed(&self) -> u64 {
-        self.count_of(self.tail.load(Ordering::Relaxed))
+        self.count_of(self.tail.load(Ordering::Relaxed) & !self.mark)
     }
 
     /// Items popped or evicted so far, derived from the head.
@@ -144,12 +157,18 @@ impl<T> Ring<T> {
     }
 
     /// Looks at the tail slot and claims up to `want` free slots from it.
+    ///
+    /// Gives up with `Stalled` after `STALL_SPINS` re-reads that saw neither
+    /// the tail nor the slot move: a peer holds the slot mid-operation.
     #[inline]
     fn claim_push(&self, want: usize) -> PushSlot {
         let mut tail = self.tail.load(Ordering::Relaxed);
-        let mut stalled = 0;
+        let mut stuck = 0;
         loop {
-            let index = tail & (self.one_lap - 1);
+            if tail & self.mark != 0 {
+                return PushSlot::Closed;
+            }
+            let index = self.index(tail);
             let stamp = self.buffer[index].stamp.load(Ordering::Acquire);
             if stamp == tail {
                 // Free for this lap: count the free run behind it (batch).
@@ -161,25 +180,32 @@ impl<T> Ring<T> {
                 let new_tail = self.advance(tail, count);
                 match self.tail.compare_exchange_weak(tail, new_tail, Ordering::SeqCst, Ordering::Relaxed) {
                     Ok(_) => return PushSlot::Claimed { tail, count },
-                    Err(current) => tail = current,
+                    Err(current) => {
+                        tail = current;
+                        continue;
+                    }
                 }
-            } else if stamp.wrapping_add(self.one_lap) == tail + 1 {
+            }
+            if stamp.wrapping_add(self.one_lap) == tail + 1 {
                 // The slot holds last lap's item: full, unless a consumer claimed it.
                 fence(Ordering::SeqCst);
                 let head = self.head.load(Ordering::Relaxed);
                 if head.wrapping_add(self.one_lap) == tail {
                     return PushSlot::Full { tail };
                 }
-                stalled += 1;
-                if stalled > STALL_SPINS {
+            }
+            // Stale tail, or a peer mid-operation on this slot (last lap's
+            // producer not yet published, or its consumer not yet done).
+            spin_loop();
+            let current = self.tail.load(Ordering::Relaxed);
+            if current == tail {
+                stuck += 1;
+                if stuck > STALL_SPINS {
                     return PushSlot::Stalled;
                 }
-                spin_loop();
-                tail = self.tail.load(Ordering::Relaxed);
             } else {
-                // Our tail is stale (another producer moved on): reload.
-                spin_loop();
-                tail = self.tail.load(Ordering::Relaxed);
+                stuck = 0;
+                tail = current;
             }
         }
     }
@@ -187,7 +213,7 @@ impl<T> Ring<T> {
     /// Writes `value` into the claimed slot at `pos` and publishes it.
     #[inline(always)]
     fn publish(&self, pos: usize, value: T) {
-        let slot = &self.buffer[pos & (self.one_lap - 1)];
+        let slot = &self.buffer[self.index(pos)];
         stall_point();
         // SAFETY: the CAS on `tail` gave this thread the slot at `pos`, whose
         // stamp said it was empty; nobody else touches its value until the
@@ -208,7 +234,7 @@ impl<T> Ring<T> {
                 self.publish(tail, item);
                 Ok(())
             }
-            PushSlot::Full { .. } | PushSlot::Stalled => Err(item),
+            PushSlot::Full { .. } | PushSlot::Stalled | PushSlot::Closed => Err(item),
         }
     }
 
@@ -222,6 +248,7 @@ impl<T> Ring<T> {
             }
             PushSlot::Full { .. } => Err((item, Blocked::Settled)),
             PushSlot::Stalled => Err((item, Blocked::InFlight)),
+            PushSlot::Closed => Err((item, Blocked::Closed)),
         }
     }
 
@@ -239,7 +266,7 @@ impl<T> Ring<T> {
                     self.publish(tail, item);
                     return None;
                 }
-                PushSlot::Stalled => return Some(item),
+                PushSlot::Stalled | PushSlot::Closed => return Some(item),
                 PushSlot::Full { tail } => {
                     // Full: the tail slot holds the oldest item. Take it over by
                     // moving head past it, then refill it and move tail.
@@ -248,9 +275,10 @@ impl<T> Ring<T> {
                     let new_head = new_tail.wrapping_sub(self.one_lap);
                     if self.head.compare_exchange(head, new_head, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
                         // No producer can claim `tail` (its stamp is not `tail`),
-                        // so a plain store moves it.
-                        self.tail.store(new_tail, Ordering::SeqCst);
-                        let slot = &self.buffer[tail & (self.one_lap - 1)];
+                        // so nobody else moves it; an add (not a store) keeps a
+                        // concurrent close's mark bit.
+                        self.tail.fetch_add(new_tail.wrapping_sub(tail), Ordering::SeqCst);
+                        let slot = &self.buffer[self.index(tail)];
                         stall_point();
                         // SAFETY: the head CAS made this thread the consumer of
                         // the published item in this slot and the tail store its
@@ -280,7 +308,7 @@ impl<T> Ring<T> {
                         self.publish(tail + i, item);
                     }
                 }
-                PushSlot::Full { .. } | PushSlot::Stalled => break,
+                PushSlot::Full { .. } | PushSlot::Stalled | PushSlot::Closed => break,
             }
         }
         rest.collect()
@@ -332,9 +360,9 @@ impl<T> Ring<T> {
     #[inline]
     fn claim_pop(&self, want: usize) -> Result<(usize, usize), Blocked> {
         let mut head = self.head.load(Ordering::Relaxed);
-        let mut stalled = 0;
+        let mut stuck = 0;
         loop {
-            let index = head & (self.one_lap - 1);
+            let index = self.index(head);
             let stamp = self.buffer[index].stamp.load(Ordering::Acquire);
             if stamp == head + 1 {
                 let room = want.min(self.cap - index);
@@ -345,24 +373,31 @@ impl<T> Ring<T> {
                 let new_head = self.advance(head, count);
                 match self.head.compare_exchange_weak(head, new_head, Ordering::SeqCst, Ordering::Relaxed) {
                     Ok(_) => return Ok((head, count)),
-                    Err(current) => head = current,
+                    Err(current) => {
+                        head = current;
+                        continue;
+                    }
                 }
-            } else if stamp == head {
+            }
+            if stamp == head {
                 // Not yet published: empty, unless a producer claimed it.
                 fence(Ordering::SeqCst);
-                let tail = self.tail.load(Ordering::Relaxed);
+                let tail = self.tail.load(Ordering::Relaxed) & !self.mark;
                 if tail == head {
                     return Err(Blocked::Settled);
                 }
-                stalled += 1;
-                if stalled > STALL_SPINS {
+            }
+            // Stale head, or a peer mid-operation on this slot.
+            spin_loop();
+            let current = self.head.load(Ordering::Relaxed);
+            if current == head {
+                stuck += 1;
+                if stuck > STALL_SPINS {
                     return Err(Blocked::InFlight);
                 }
-                spin_loop();
-                head = self.head.load(Ordering::Relaxed);
             } else {
-                spin_loop();
-                head = self.head.load(Ordering::Relaxed);
+                stuck = 0;
+                head = current;
             }
         }
     }
@@ -370,7 +405,7 @@ impl<T> Ring<T> {
     /// Moves the value out of the claimed slot at `pos` and frees the slot.
     #[inline(always)]
     fn take(&self, pos: usize) -> T {
-        let slot = &self.buffer[pos & (self.one_lap - 1)];
+        let slot = &self.buffer[self.index(pos)];
         stall_point();
         // SAFETY: the CAS on `head` gave this thread the slot at `pos`, whose
         // stamp (acquired) said its value was published; it is read exactly
@@ -386,8 +421,9 @@ impl<T> Ring<T> {
             let tail = self.tail.load(Ordering::SeqCst);
             let head = self.head.load(Ordering::SeqCst);
             if self.tail.load(Ordering::SeqCst) == tail {
-                let hix = head & (self.one_lap - 1);
-                let tix = tail & (self.one_lap - 1);
+                let tail = tail & !self.mark;
+                let hix = self.index(head);
+                let tix = self.index(tail);
                 return if hix < tix {
                     tix - hix
                 } else if hix > tix {
@@ -404,15 +440,29 @@ impl<T> Ring<T> {
     /// `true` when it holds no item (a moment's view).
     pub fn is_empty(&self) -> bool {
         let head = self.head.load(Ordering::SeqCst);
-        let tail = self.tail.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst) & !self.mark;
         tail == head
     }
 
     /// `true` when it holds `capacity` items (a moment's view).
     pub fn is_full(&self) -> bool {
-        let tail = self.tail.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst) & !self.mark;
         let head = self.head.load(Ordering::SeqCst);
         head.wrapping_add(self.one_lap) == tail
+    }
+
+    /// Closes the ring: every later push is refused (`try_push` hands the
+    /// item back), while pops go on draining what was pushed before. A push
+    /// either completed its claim before the close (its item stays, to be
+    /// popped or dropped with the ring) or is refused: there is no third
+    /// outcome. Returns `true` if this call closed it.
+    pub fn close(&self) -> bool {
+        self.tail.fetch_or(self.mark, Ordering::SeqCst) & self.mark == 0
+    }
+
+    /// `true` once [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.tail.load(Ordering::SeqCst) & self.mark != 0
     }
 }
 
@@ -421,9 +471,9 @@ impl<T> Drop for Ring<T> {
         // `&mut self`: no claim is in flight, so every slot from head to tail
         // holds a published value.
         let mut head = self.head.load_mut();
-        let tail = self.tail.load_mut();
+        let tail = self.tail.load_mut() & !self.mark;
         while head != tail {
-            let slot = &self.buffer[head & (self.one_lap - 1)];
+            let slot = &self.buffer[self.index(head)];
             // SAFETY: positions head..tail hold published values owned by the
             // ring, each dropped exactly once as head advances past it.
             slot.value.with_mut(|p| unsafe { (*p).assume_init_drop() });

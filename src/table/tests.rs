@@ -23,7 +23,8 @@ fn builder_validates_shards() {
         let err = ShardedTable::<u64, u64>::builder().shards(bad).build().unwrap_err();
         assert_eq!(err.setting(), "shards");
     }
-    for good in [1usize, 2, 64, 1 << 16] {
+    let largest = if cfg!(miri) { 64 } else { 1 << 16 };
+    for good in [1usize, 2, 64, largest] {
         let t = ShardedTable::<u64, u64>::builder().shards(good).capacity(100).build().unwrap();
         assert_eq!(t.shards(), good);
     }
