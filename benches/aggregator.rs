@@ -57,7 +57,7 @@ fn timed_threads(threads: usize, total: u64, op: impl Fn(usize, u64) + Sync) -> 
 fn hot5(c: &mut Criterion) {
     let mut group = c.benchmark_group("aggregator/hot5");
     group.throughput(Throughput::Elements(HOT_OPS));
-    for threads in [1usize, 2, 8] {
+    for threads in thread_counts(&[1, 2, 8]) {
         group.bench_with_input(BenchmarkId::new("sheaf", threads), &threads, |b, &threads| {
             b.iter_custom(|iters| {
                 let agg = Aggregator::<&'static str, u64>::builder().merge_with(Sum).build().unwrap();
@@ -269,6 +269,16 @@ fn e2e(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// Thread counts to run: `SHEAF_BENCH_THREADS=1,2,4,8,16` overrides the
+/// default (used for thread-scaling runs on larger machines).
+fn thread_counts(default: &[usize]) -> Vec<usize> {
+    std::env::var("SHEAF_BENCH_THREADS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect::<Vec<usize>>())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
 }
 
 criterion_group! {

@@ -339,7 +339,7 @@ fn move_items<Tx: Clone + Send, Rx: Clone + Send>(
 
 /// `ring/blocking` for one implementation.
 fn blocking<Q: Blocking>(group: &mut BenchmarkGroup<'_, WallTime>) {
-    for pc in [(1, 1), (2, 2), (4, 4)] {
+    for pc in thread_counts(&[1, 2, 4]).into_iter().map(|n| (n as u64, n as u64)) {
         group.bench_with_input(
             BenchmarkId::new(Q::NAME, config(pc.0, pc.1)),
             &pc,
@@ -478,7 +478,7 @@ impl Batched for CrossbeamLoop64 {
 
 /// `ring/batch64` for one implementation.
 fn batch64<Q: Batched>(group: &mut BenchmarkGroup<'_, WallTime>) {
-    for pc in [(1, 1), (2, 2)] {
+    for pc in thread_counts(&[1, 2]).into_iter().map(|n| (n as u64, n as u64)) {
         group.bench_with_input(
             BenchmarkId::new(Q::NAME, config(pc.0, pc.1)),
             &pc,
@@ -602,6 +602,16 @@ fn bench_latency(c: &mut Criterion) {
     latency::<CrossbeamChannel>(&mut group);
     latency::<Kanal>(&mut group);
     group.finish();
+}
+
+/// Thread counts to run: `SHEAF_BENCH_THREADS=1,2,4,8,16` overrides the
+/// default (used for thread-scaling runs on larger machines).
+fn thread_counts(default: &[usize]) -> Vec<usize> {
+    std::env::var("SHEAF_BENCH_THREADS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect::<Vec<usize>>())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
 }
 
 criterion_group! {

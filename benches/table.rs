@@ -359,7 +359,7 @@ fn run_timed(threads: usize, stack: usize, work: impl Fn(usize) + Sync) -> Durat
 
 /// `table/hot5` for one implementation.
 fn hot5<M: SumMap<String>>(group: &mut BenchmarkGroup<'_, WallTime>, keys: &[String]) {
-    for threads in [1usize, 2, 8] {
+    for threads in thread_counts(&[1, 2, 8]) {
         group.bench_with_input(
             BenchmarkId::new(M::NAME, threads),
             &threads,
@@ -402,7 +402,7 @@ fn fill_once<M: SumMap<u64>>(keys: &[u64], threads: usize, check: bool) -> Durat
 
 /// `table/distinct` and `table/zipf` for one implementation.
 fn fill<M: SumMap<u64>>(group: &mut BenchmarkGroup<'_, WallTime>, keys: &[u64]) {
-    for threads in [1usize, 2] {
+    for threads in thread_counts(&[1, 2]) {
         group.bench_with_input(
             BenchmarkId::new(M::NAME, threads),
             &threads,
@@ -546,6 +546,16 @@ fn bench_drain(c: &mut Criterion) {
             .fold(0, |acc, (k, v)| mix(acc, &k, v))
     });
     group.finish();
+}
+
+/// Thread counts to run: `SHEAF_BENCH_THREADS=1,2,4,8,16` overrides the
+/// default (used for thread-scaling runs on larger machines).
+fn thread_counts(default: &[usize]) -> Vec<usize> {
+    std::env::var("SHEAF_BENCH_THREADS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect::<Vec<usize>>())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
 }
 
 criterion_group! {

@@ -120,6 +120,9 @@ const SPIN_BUDGET: Duration = Duration::from_nanos(1_500);
 /// First park while the slot in line is held by a peer mid-operation; see
 /// DESIGN.md ("The channel") for why such a wait polls.
 const IN_FLIGHT_PARK: Duration = Duration::from_micros(50);
+/// How long a registered waiter keeps re-checking a slot that a peer is
+/// mid-way through before it falls back to timed parks.
+const IN_FLIGHT_SPIN: Duration = Duration::from_micros(20);
 const IN_FLIGHT_PARK_MAX: Duration = Duration::from_millis(2);
 
 enum Attempt<R> {
@@ -247,7 +250,7 @@ impl<T> Chan<T> {
         let mut in_flight_park = IN_FLIGHT_PARK;
         loop {
             let ticket = waiters.register(Wake::Thread(thread::current()));
-            let blocked = match attempt() {
+            let mut blocked = match attempt() {
                 Attempt::Ready(r) => {
                     waiters.unregister(ticket, false);
                     return Ok(r);
@@ -258,13 +261,35 @@ impl<T> Chan<T> {
                 }
                 Attempt::NotReady(blocked) => blocked,
             };
+            if blocked == Blocked::InFlight && !cfg!(sheaf_loom) {
+                // The peer is normally nanoseconds from publishing, and its
+                // notify may have missed our registration: wait for it here
+                // (time-bounded) before any timed park.
+                let until = Instant::now() + IN_FLIGHT_SPIN;
+                while blocked == Blocked::InFlight && Instant::now() < until {
+                    for _ in 0..16 {
+                        crate::sync::spin_loop();
+                    }
+                    match attempt() {
+                        Attempt::Ready(r) => {
+                            waiters.unregister(ticket, false);
+                            return Ok(r);
+                        }
+                        Attempt::Closed => {
+                            waiters.unregister(ticket, false);
+                            return Err(WaitError::Closed);
+                        }
+                        Attempt::NotReady(now) => blocked = now,
+                    }
+                }
+            }
             let park_deadline = match blocked {
                 Blocked::Settled | Blocked::Closed => deadline,
                 // Under loom the SeqCst fences of `loom_seqcst_fence` close
                 // this gap, and loom has no clock: park untimed.
                 Blocked::InFlight if cfg!(sheaf_loom) => deadline,
-                // The peer publishes right after its claim, but it checked for
-                // waiters before we registered: poll until it lands.
+                // Still in flight: the peer was preempted mid-operation and
+                // may have checked for waiters before we registered: poll.
                 Blocked::InFlight => {
                     let poll = Instant::now() + in_flight_park;
                     in_flight_park = (in_flight_park * 2).min(IN_FLIGHT_PARK_MAX);

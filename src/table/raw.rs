@@ -35,13 +35,6 @@ const SLOTS: usize = 12;
 const EMPTY: u8 = 0x00;
 const DELETED: u8 = 0x01;
 
-/// `0x01` in each of the 16 header bytes.
-const LO: u128 = u128::MAX / 0xff;
-/// `0x80` in each of the 16 header bytes.
-const HI: u128 = LO << 7;
-/// The 12 tag bytes of the header; bytes 12..16 are padding.
-const VALID: u128 = (1u128 << (8 * SLOTS)) - 1;
-
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Bucket {
@@ -55,35 +48,108 @@ impl Bucket {
     const EMPTY: Bucket = Bucket { tags: [EMPTY; 16], index: [0; SLOTS] };
 
     #[inline(always)]
-    fn word(&self) -> u128 {
-        u128::from_le_bytes(self.tags)
+    fn word(&self) -> group::Word {
+        group::load(&self.tags)
     }
 }
 
-/// Bytes of `word` equal to `tag` (may include a full slot with a near-equal
-/// tag after a true match: callers compare keys, so that only costs a compare).
-#[inline(always)]
-fn match_tag(word: u128, tag: u8) -> u128 {
-    let x = word ^ (LO * u128::from(tag));
-    x.wrapping_sub(LO) & !x & HI & VALID
+/// Matching 12 tags at once: SSE2 on x86-64 (one compare, one movemask),
+/// SWAR on a `u128` elsewhere. Masks have one bit (SSE2) or one byte (SWAR)
+/// per slot; `lowest` turns the lowest into a slot number.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod group {
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8, _mm_setzero_si128};
+
+    use super::SLOTS;
+
+    pub(super) type Word = __m128i;
+    pub(super) type Mask = u32;
+
+    const VALID: Mask = (1 << SLOTS) - 1;
+
+    #[inline(always)]
+    pub(super) fn load(tags: &[u8; 16]) -> Word {
+        // SAFETY: `tags` is 16 readable bytes and the load is unaligned.
+        unsafe { _mm_loadu_si128(tags.as_ptr().cast()) }
+    }
+
+    /// Slots whose tag equals `tag` (exact).
+    #[inline(always)]
+    pub(super) fn match_tag(word: Word, tag: u8) -> Mask {
+        // SAFETY: this module is compiled only with SSE2 enabled (cfg above);
+        // the intrinsics touch registers only.
+        let bits = unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(word, _mm_set1_epi8(tag as i8))) };
+        (bits as Mask) & VALID
+    }
+
+    /// Slots that are exactly `EMPTY`.
+    #[inline(always)]
+    pub(super) fn match_empty(word: Word) -> Mask {
+        // SAFETY: SSE2 is enabled (cfg above); registers only.
+        let bits = unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(word, _mm_setzero_si128())) };
+        (bits as Mask) & VALID
+    }
+
+    /// Slots that are `EMPTY` or `DELETED` (high bit clear).
+    #[inline(always)]
+    pub(super) fn match_free(word: Word) -> Mask {
+        // SAFETY: SSE2 is enabled (cfg above); registers only.
+        let bits = unsafe { _mm_movemask_epi8(word) };
+        !(bits as Mask) & VALID
+    }
+
+    #[inline(always)]
+    pub(super) fn lowest(mask: Mask) -> usize {
+        mask.trailing_zeros() as usize
+    }
 }
 
-/// Bytes of `word` that are exactly `EMPTY`.
-#[inline(always)]
-fn match_empty(word: u128) -> u128 {
-    !word & !(word << 7) & HI & VALID
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+mod group {
+    use super::SLOTS;
+
+    pub(super) type Word = u128;
+    pub(super) type Mask = u128;
+
+    /// `0x01` in each of the 16 header bytes.
+    const LO: u128 = u128::MAX / 0xff;
+    /// `0x80` in each of the 16 header bytes.
+    const HI: u128 = LO << 7;
+    /// The 12 tag bytes of the header; bytes 12..16 are padding.
+    const VALID: u128 = (1u128 << (8 * SLOTS)) - 1;
+
+    #[inline(always)]
+    pub(super) fn load(tags: &[u8; 16]) -> Word {
+        u128::from_le_bytes(*tags)
+    }
+
+    /// Bytes equal to `tag` (may include a full slot with a near-equal tag
+    /// after a true match: callers compare keys, so that costs one compare).
+    #[inline(always)]
+    pub(super) fn match_tag(word: Word, tag: u8) -> Mask {
+        let x = word ^ (LO * u128::from(tag));
+        x.wrapping_sub(LO) & !x & HI & VALID
+    }
+
+    /// Bytes that are exactly `EMPTY`.
+    #[inline(always)]
+    pub(super) fn match_empty(word: Word) -> Mask {
+        !word & !(word << 7) & HI & VALID
+    }
+
+    /// Bytes that are `EMPTY` or `DELETED` (high bit clear).
+    #[inline(always)]
+    pub(super) fn match_free(word: Word) -> Mask {
+        !word & HI & VALID
+    }
+
+    #[inline(always)]
+    pub(super) fn lowest(mask: Mask) -> usize {
+        (mask.trailing_zeros() / 8) as usize
+    }
 }
 
-/// Bytes of `word` that are `EMPTY` or `DELETED` (high bit clear).
-#[inline(always)]
-fn match_free(word: u128) -> u128 {
-    !word & HI & VALID
-}
-
-#[inline(always)]
-fn lowest(mask: u128) -> usize {
-    (mask.trailing_zeros() / 8) as usize
-}
+use group::{lowest, match_empty, match_free, match_tag};
 
 #[inline(always)]
 fn tag_of(hash: u32) -> u8 {
@@ -550,7 +616,7 @@ mod tests {
         tags[0] = 0x85;
         tags[1] = DELETED;
         tags[2] = 0x84;
-        let word = u128::from_le_bytes(tags);
+        let word = group::load(&tags);
         assert_eq!(lowest(match_tag(word, 0x85)), 0);
         assert_eq!(match_empty(word).count_ones(), 9);
         assert_eq!(match_free(word).count_ones(), 10);
