@@ -143,8 +143,8 @@ fn keys_crafted_to_collide_in_fnv_low_bits_do_not_degrade_to_a_scan() {
     }
     assert_eq!(t.len(), n);
     let longest = t.shards[0].lock().live.longest_probe();
-    // A scan would be n / 12 buckets long; a spread hash needs a handful.
-    assert!(longest <= 8, "longest probe {longest} buckets");
+    // A scan would be n / 12 buckets (8,333 here); a spread hash needs a handful.
+    assert!(longest <= 16, "longest probe {longest} buckets");
     for k in keys.iter().take(1000) {
         assert_eq!(t.get(k), Some(1));
     }
