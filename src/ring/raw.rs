@@ -66,6 +66,15 @@ fn stall_point() {
     stall::point();
 }
 
+/// Spins `2^step` times (step capped at 4) after a lost CAS.
+#[inline]
+fn backoff(step: &mut u32) {
+    for _ in 0..1u32 << (*step).min(4) {
+        spin_loop();
+    }
+    *step += 1;
+}
+
 /// Why an operation found no slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Blocked {
@@ -164,6 +173,7 @@ impl<T> Ring<T> {
     fn claim_push(&self, want: usize) -> PushSlot {
         let mut tail = self.tail.load(Ordering::Relaxed);
         let mut stuck = 0;
+        let mut contended = 0;
         loop {
             if tail & self.mark != 0 {
                 return PushSlot::Closed;
@@ -181,6 +191,9 @@ impl<T> Ring<T> {
                 match self.tail.compare_exchange_weak(tail, new_tail, Ordering::SeqCst, Ordering::Relaxed) {
                     Ok(_) => return PushSlot::Claimed { tail, count },
                     Err(current) => {
+                        // Lost a race: back off briefly so the winners'
+                        // line transfers are not fought over at once.
+                        backoff(&mut contended);
                         tail = current;
                         continue;
                     }
@@ -361,6 +374,7 @@ impl<T> Ring<T> {
     fn claim_pop(&self, want: usize) -> Result<(usize, usize), Blocked> {
         let mut head = self.head.load(Ordering::Relaxed);
         let mut stuck = 0;
+        let mut contended = 0;
         loop {
             let index = self.index(head);
             let stamp = self.buffer[index].stamp.load(Ordering::Acquire);
@@ -374,6 +388,7 @@ impl<T> Ring<T> {
                 match self.head.compare_exchange_weak(head, new_head, Ordering::SeqCst, Ordering::Relaxed) {
                     Ok(_) => return Ok((head, count)),
                     Err(current) => {
+                        backoff(&mut contended);
                         head = current;
                         continue;
                     }
