@@ -58,58 +58,101 @@ fn hot5(c: &mut Criterion) {
     let mut group = c.benchmark_group("aggregator/hot5");
     group.throughput(Throughput::Elements(HOT_OPS));
     for threads in thread_counts(&[1, 2, 8]) {
-        group.bench_with_input(BenchmarkId::new("sheaf", threads), &threads, |b, &threads| {
-            b.iter_custom(|iters| {
-                let agg = Aggregator::<&'static str, u64>::builder().merge_with(Sum).build().unwrap();
-                let time = (0..iters)
-                    .map(|_| timed_threads(threads, HOT_OPS, |t, i| drop(agg.add(HOT[(i as usize + t) % 5], 1))))
-                    .sum();
-                let total: u64 = HOT.iter().map(|k| agg.get(k).unwrap_or(0)).sum();
-                assert_eq!(total, iters * (HOT_OPS / threads as u64) * threads as u64);
-                time
-            })
-        });
-        group.bench_with_input(BenchmarkId::new("dashmap", threads), &threads, |b, &threads| {
-            b.iter_custom(|iters| {
-                let map: DashMap<&'static str, u64, Foldhash> = DashMap::with_hasher(Foldhash::default());
-                (0..iters)
-                    .map(|_| timed_threads(threads, HOT_OPS, |t, i| *map.entry(HOT[(i as usize + t) % 5]).or_insert(0) += 1))
-                    .sum()
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("sheaf", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    let agg = Aggregator::<&'static str, u64>::builder()
+                        .merge_with(Sum)
+                        .build()
+                        .unwrap();
+                    let time = (0..iters)
+                        .map(|_| {
+                            timed_threads(threads, HOT_OPS, |t, i| {
+                                drop(agg.add(HOT[(i as usize + t) % 5], 1))
+                            })
+                        })
+                        .sum();
+                    let total: u64 = HOT.iter().map(|k| agg.get(k).unwrap_or(0)).sum();
+                    assert_eq!(total, iters * (HOT_OPS / threads as u64) * threads as u64);
+                    time
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("dashmap", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    let map: DashMap<&'static str, u64, Foldhash> =
+                        DashMap::with_hasher(Foldhash::default());
+                    (0..iters)
+                        .map(|_| {
+                            timed_threads(threads, HOT_OPS, |t, i| {
+                                *map.entry(HOT[(i as usize + t) % 5]).or_insert(0) += 1
+                            })
+                        })
+                        .sum()
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("scc", threads), &threads, |b, &threads| {
             b.iter_custom(|iters| {
-                let map: scc::HashMap<&'static str, u64, Foldhash> = scc::HashMap::with_hasher(Foldhash::default());
+                let map: scc::HashMap<&'static str, u64, Foldhash> =
+                    scc::HashMap::with_hasher(Foldhash::default());
                 (0..iters)
                     .map(|_| {
                         timed_threads(threads, HOT_OPS, |t, i| {
-                            *map.entry_sync(HOT[(i as usize + t) % 5]).or_insert(0).get_mut() += 1;
+                            *map.entry_sync(HOT[(i as usize + t) % 5])
+                                .or_insert(0)
+                                .get_mut() += 1;
                         })
                     })
                     .sum()
             })
         });
-        group.bench_with_input(BenchmarkId::new("mutex-hashmap", threads), &threads, |b, &threads| {
-            b.iter_custom(|iters| {
-                let map: Mutex<std::collections::HashMap<&'static str, u64, Foldhash>> = Mutex::default();
-                (0..iters)
-                    .map(|_| {
-                        timed_threads(threads, HOT_OPS, |t, i| {
-                            *map.lock().unwrap().entry(HOT[(i as usize + t) % 5]).or_insert(0) += 1;
+        group.bench_with_input(
+            BenchmarkId::new("mutex-hashmap", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    let map: Mutex<std::collections::HashMap<&'static str, u64, Foldhash>> =
+                        Mutex::default();
+                    (0..iters)
+                        .map(|_| {
+                            timed_threads(threads, HOT_OPS, |t, i| {
+                                *map.lock()
+                                    .unwrap()
+                                    .entry(HOT[(i as usize + t) % 5])
+                                    .or_insert(0) += 1;
+                            })
                         })
-                    })
-                    .sum()
-            })
-        });
-        group.bench_with_input(BenchmarkId::new("sheaf-table", threads), &threads, |b, &threads| {
-            b.iter_custom(|iters| {
-                let table: ShardedTable<&'static str, u64, Foldhash> =
-                    ShardedTable::builder().hasher(Foldhash::default()).build().unwrap();
-                (0..iters)
-                    .map(|_| timed_threads(threads, HOT_OPS, |t, i| { black_box(table.upsert(HOT[(i as usize + t) % 5], 1, |a, b| *a += b)); }))
-                    .sum()
-            })
-        });
+                        .sum()
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("sheaf-table", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    let table: ShardedTable<&'static str, u64, Foldhash> = ShardedTable::builder()
+                        .hasher(Foldhash::default())
+                        .build()
+                        .unwrap();
+                    (0..iters)
+                        .map(|_| {
+                            timed_threads(threads, HOT_OPS, |t, i| {
+                                black_box(
+                                    table.upsert(HOT[(i as usize + t) % 5], 1, |a, b| *a += b),
+                                );
+                            })
+                        })
+                        .sum()
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -156,7 +199,11 @@ fn seed(c: &mut Criterion) {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| {
-                    let agg = Aggregator::<u64, u64>::builder().merge_with(Sum).output_capacity(4096).build().unwrap();
+                    let agg = Aggregator::<u64, u64>::builder()
+                        .merge_with(Sum)
+                        .output_capacity(4096)
+                        .build()
+                        .unwrap();
                     let rx = agg.receiver();
                     let consumer = thread::spawn(move || {
                         let mut total = 0u64;
@@ -188,7 +235,8 @@ fn seed(c: &mut Criterion) {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| {
-                    let map: DashMap<u64, u64, Foldhash> = DashMap::with_hasher(Foldhash::default());
+                    let map: DashMap<u64, u64, Foldhash> =
+                        DashMap::with_hasher(Foldhash::default());
                     let (tx, rx) = crossbeam_channel::bounded::<(u64, u64)>(4096);
                     let consumer = thread::spawn(move || {
                         let mut total = 0u64;
@@ -200,7 +248,8 @@ fn seed(c: &mut Criterion) {
                     seed_run(
                         |t| {
                             for i in 0..per_thread {
-                                *map.entry((t as u64 * per_thread + i) % SEED_KEYS).or_insert(0) += 1;
+                                *map.entry((t as u64 * per_thread + i) % SEED_KEYS)
+                                    .or_insert(0) += 1;
                             }
                         },
                         || {
@@ -226,7 +275,11 @@ fn e2e(c: &mut Criterion) {
     let mut group = c.benchmark_group("aggregator/e2e");
     group.sample_size(10);
     group.throughput(Throughput::Elements(E2E_OPS));
-    let keys: Arc<Vec<u64>> = Arc::new((0..E2E_OPS).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) % E2E_KEYS).collect());
+    let keys: Arc<Vec<u64>> = Arc::new(
+        (0..E2E_OPS)
+            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) % E2E_KEYS)
+            .collect(),
+    );
     group.bench_function(BenchmarkId::new("sheaf", 2), |b| {
         b.iter_custom(|iters| {
             (0..iters)
@@ -243,11 +296,16 @@ fn e2e(c: &mut Criterion) {
                         thread::spawn(move || {
                             let mut batch = Vec::new();
                             while rx.recv_batch(&mut batch, 1024).is_ok() {
-                                received.fetch_add(batch.drain(..).map(|(_, v)| v).sum::<u64>(), Ordering::Relaxed);
+                                received.fetch_add(
+                                    batch.drain(..).map(|(_, v)| v).sum::<u64>(),
+                                    Ordering::Relaxed,
+                                );
                             }
                         })
                     };
-                    let time = timed_threads(2, E2E_OPS, |t, i| drop(agg.add(keys[(i * 2 + t as u64) as usize], 1)));
+                    let time = timed_threads(2, E2E_OPS, |t, i| {
+                        drop(agg.add(keys[(i * 2 + t as u64) as usize], 1))
+                    });
                     drop(agg.shutdown(Duration::from_secs(5)));
                     consumer.join().unwrap();
                     assert_eq!(received.load(Ordering::Relaxed), E2E_OPS);
@@ -261,7 +319,11 @@ fn e2e(c: &mut Criterion) {
             (0..iters)
                 .map(|_| {
                     let table: ShardedTable<u64, u64> = ShardedTable::new();
-                    let time = timed_threads(2, E2E_OPS, |t, i| { black_box(table.upsert(keys[(i * 2 + t as u64) as usize], 1, |a, b| *a += b)); });
+                    let time = timed_threads(2, E2E_OPS, |t, i| {
+                        black_box(
+                            table.upsert(keys[(i * 2 + t as u64) as usize], 1, |a, b| *a += b),
+                        );
+                    });
                     black_box(table.len());
                     time
                 })
@@ -276,7 +338,11 @@ fn e2e(c: &mut Criterion) {
 fn thread_counts(default: &[usize]) -> Vec<usize> {
     std::env::var("SHEAF_BENCH_THREADS")
         .ok()
-        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect::<Vec<usize>>())
+        .map(|v| {
+            v.split(',')
+                .filter_map(|t| t.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_vec())
 }

@@ -339,7 +339,10 @@ fn move_items<Tx: Clone + Send, Rx: Clone + Send>(
 
 /// `ring/blocking` for one implementation.
 fn blocking<Q: Blocking>(group: &mut BenchmarkGroup<'_, WallTime>) {
-    for pc in thread_counts(&[1, 2, 4]).into_iter().map(|n| (n as u64, n as u64)) {
+    for pc in thread_counts(&[1, 2, 4])
+        .into_iter()
+        .map(|n| (n as u64, n as u64))
+    {
         group.bench_with_input(
             BenchmarkId::new(Q::NAME, config(pc.0, pc.1)),
             &pc,
@@ -478,7 +481,10 @@ impl Batched for CrossbeamLoop64 {
 
 /// `ring/batch64` for one implementation.
 fn batch64<Q: Batched>(group: &mut BenchmarkGroup<'_, WallTime>) {
-    for pc in thread_counts(&[1, 2]).into_iter().map(|n| (n as u64, n as u64)) {
+    for pc in thread_counts(&[1, 2])
+        .into_iter()
+        .map(|n| (n as u64, n as u64))
+    {
         group.bench_with_input(
             BenchmarkId::new(Q::NAME, config(pc.0, pc.1)),
             &pc,
@@ -609,7 +615,11 @@ fn bench_latency(c: &mut Criterion) {
 fn thread_counts(default: &[usize]) -> Vec<usize> {
     std::env::var("SHEAF_BENCH_THREADS")
         .ok()
-        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect::<Vec<usize>>())
+        .map(|v| {
+            v.split(',')
+                .filter_map(|t| t.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_vec())
 }

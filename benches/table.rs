@@ -553,7 +553,11 @@ fn bench_drain(c: &mut Criterion) {
 fn thread_counts(default: &[usize]) -> Vec<usize> {
     std::env::var("SHEAF_BENCH_THREADS")
         .ok()
-        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect::<Vec<usize>>())
+        .map(|v| {
+            v.split(',')
+                .filter_map(|t| t.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_vec())
 }

@@ -19,14 +19,25 @@ use sheaf::Aggregator;
 
 /// Metric names a web service would count: route × method × status.
 fn metric_keys() -> Vec<String> {
-    let routes = ["/api/v1/users", "/api/v1/orders", "/api/v1/cart", "/health", "/login", "/search", "/static/app.js", "/api/v1/payments"];
+    let routes = [
+        "/api/v1/users",
+        "/api/v1/orders",
+        "/api/v1/cart",
+        "/health",
+        "/login",
+        "/search",
+        "/static/app.js",
+        "/api/v1/payments",
+    ];
     let methods = ["GET", "POST", "PUT", "DELETE"];
     let statuses = [200, 201, 204, 301, 400, 401, 404, 429, 500, 503];
     let mut keys = Vec::new();
     for route in routes {
         for method in methods {
             for status in statuses {
-                keys.push(format!("http.requests{{route={route},method={method},status={status}}}"));
+                keys.push(format!(
+                    "http.requests{{route={route},method={method},status={status}}}"
+                ));
             }
         }
     }
@@ -34,7 +45,10 @@ fn metric_keys() -> Vec<String> {
 }
 
 fn main() {
-    let seconds: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let seconds: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
     let topology = Topology::detect();
     println!("topology: {topology}");
 
@@ -69,7 +83,12 @@ fn main() {
     let added = Arc::new(AtomicU64::new(0));
     let producers: Vec<_> = (0..topology.cpus().len().max(2))
         .map(|p| {
-            let (aggregator, keys, stop, added) = (aggregator.clone(), Arc::clone(&keys), Arc::clone(&stop), Arc::clone(&added));
+            let (aggregator, keys, stop, added) = (
+                aggregator.clone(),
+                Arc::clone(&keys),
+                Arc::clone(&stop),
+                Arc::clone(&added),
+            );
             thread::spawn(move || {
                 let mut expected: HashMap<String, u64> = HashMap::new();
                 let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ p as u64;
@@ -83,7 +102,9 @@ fn main() {
                         let r = (state >> 11) as f64 / (1u64 << 53) as f64;
                         let key = &keys[((r * r) * keys.len() as f64) as usize];
                         let count = 1 + (state & 3);
-                        aggregator.add(key.clone(), count).expect("open and uncapped");
+                        aggregator
+                            .add(key.clone(), count)
+                            .expect("open and uncapped");
                         *expected.entry(key.clone()).or_default() += count;
                         n += 1;
                     }
@@ -128,7 +149,11 @@ fn main() {
     let delivered = consumer.join().expect("consumer");
 
     println!();
-    println!("adds:       {adds} in {:.2}s = {:.1} M adds/s", elapsed.as_secs_f64(), adds as f64 / elapsed.as_secs_f64() / 1e6);
+    println!(
+        "adds:       {adds} in {:.2}s = {:.1} M adds/s",
+        elapsed.as_secs_f64(),
+        adds as f64 / elapsed.as_secs_f64() / 1e6
+    );
     println!(
         "flushes:    {} ({} periodic ticks run, {} skipped), last {:?}, longest {:?}",
         stats.flushes, stats.ticks_run, stats.ticks_skipped, stats.last_flush, stats.longest_flush
@@ -142,11 +167,17 @@ fn main() {
     );
     let expected_total: u64 = expected.values().sum();
     let delivered_total: u64 = delivered.values().sum();
-    println!("totals:     added {expected_total}, delivered {delivered_total} over {} keys", delivered.len());
+    println!(
+        "totals:     added {expected_total}, delivered {delivered_total} over {} keys",
+        delivered.len()
+    );
     if delivered == expected && report.undelivered.is_empty() {
         println!("check:      OK — every key's delivered total equals what was added, exactly");
     } else {
-        let wrong = expected.iter().filter(|(k, v)| delivered.get(*k) != Some(v)).count();
+        let wrong = expected
+            .iter()
+            .filter(|(k, v)| delivered.get(*k) != Some(v))
+            .count();
         println!("check:      MISMATCH on {wrong} keys");
         std::process::exit(1);
     }

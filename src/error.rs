@@ -20,7 +20,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn new(setting: &'static str, message: impl Into<String>) -> Self {
-        Self { setting, message: message.into() }
+        Self {
+            setting,
+            message: message.into(),
+        }
     }
 
     /// The builder setting that was rejected, e.g. `"shards"`.

@@ -234,7 +234,10 @@ impl BuildHasher for SeededBuildHasher {
 
     #[inline]
     fn build_hasher(&self) -> SeededHasher {
-        SeededHasher { state: self.seed, key: self.key }
+        SeededHasher {
+            state: self.seed,
+            key: self.key,
+        }
     }
 }
 
@@ -267,9 +270,14 @@ mod tests {
     fn low_and_high_bits_spread_on_fnv_hostile_keys() {
         // Every byte has low nibble 0: raw FNV-1a puts all keys in one low-4-bit bucket.
         let keys: Vec<Vec<u8>> = (0..4096u32)
-            .map(|i| (0..4).map(|s| (((i >> (3 * s)) & 0x7) as u8 + 1) << 4).collect())
+            .map(|i| {
+                (0..4)
+                    .map(|s| (((i >> (3 * s)) & 0x7) as u8 + 1) << 4)
+                    .collect()
+            })
             .collect();
-        let raw_low: std::collections::HashSet<u64> = keys.iter().map(|k| raw_fnv1a(k) & 0xf).collect();
+        let raw_low: std::collections::HashSet<u64> =
+            keys.iter().map(|k| raw_fnv1a(k) & 0xf).collect();
         assert_eq!(raw_low.len(), 1, "raw FNV-1a low bits collapse");
         let b = FastBuildHasher;
         let mut low = [0usize; 16];
@@ -298,7 +306,10 @@ mod tests {
     fn seeded_is_deterministic_per_key_and_differs_across_keys() {
         let a = SeededBuildHasher::with_key(1, 2);
         let b = SeededBuildHasher::with_key(1, 4);
-        assert_eq!(a.hash_one("x"), SeededBuildHasher::with_key(1, 2).hash_one("x"));
+        assert_eq!(
+            a.hash_one("x"),
+            SeededBuildHasher::with_key(1, 2).hash_one("x")
+        );
         assert_ne!(a.hash_one("x"), b.hash_one("x"));
         assert_ne!(a.hash_one("abcdefgh1"), a.hash_one("abcdefgh2"));
     }

@@ -17,7 +17,9 @@ mod imp {
     }
 
     pub(crate) mod thread {
-        pub(crate) use std::thread::{current, park, park_timeout, yield_now, Builder, JoinHandle, Thread};
+        pub(crate) use std::thread::{
+            current, park, park_timeout, yield_now, Builder, JoinHandle, Thread,
+        };
     }
 
     /// A hint that the caller is spinning; under loom it yields to the scheduler instead.
@@ -108,7 +110,9 @@ mod imp {
 
         #[inline]
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-            self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+            self.0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
         }
 
         #[inline]

@@ -61,7 +61,12 @@ impl Topology {
     /// One CPU, one core, one node: a placeholder where the real topology is not needed.
     pub(crate) fn single() -> Self {
         Self {
-            cpus: vec![Cpu { id: 0, core: 0, package: 0, node: 0 }],
+            cpus: vec![Cpu {
+                id: 0,
+                core: 0,
+                package: 0,
+                node: 0,
+            }],
             cores: vec![vec![0]],
             nodes: BTreeMap::from([(0, vec![0])]),
             source: Source::Fallback,
@@ -70,7 +75,14 @@ impl Topology {
 
     fn fallback() -> Self {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cpus: Vec<Cpu> = (0..n).map(|id| Cpu { id, core: id, package: 0, node: 0 }).collect();
+        let cpus: Vec<Cpu> = (0..n)
+            .map(|id| Cpu {
+                id,
+                core: id,
+                package: 0,
+                node: 0,
+            })
+            .collect();
         Self {
             cores: (0..n).map(|id| vec![id]).collect(),
             nodes: BTreeMap::from([(0, (0..n).collect())]),
@@ -82,16 +94,26 @@ impl Topology {
     /// Builds the topology from a sysfs tree rooted at `root`
     /// (`/sys/devices/system`), restricted to the affinity mask.
     fn from_sysfs(root: &std::path::Path) -> Option<Self> {
-        let allowed: Vec<usize> = core_affinity::get_core_ids()?.into_iter().map(|c| c.id).collect();
+        let allowed: Vec<usize> = core_affinity::get_core_ids()?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
         if allowed.is_empty() {
             return None;
         }
-        let read = |path: std::path::PathBuf| -> Option<usize> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+        let read = |path: std::path::PathBuf| -> Option<usize> {
+            std::fs::read_to_string(path).ok()?.trim().parse().ok()
+        };
         let mut node_of = BTreeMap::new();
         if let Ok(entries) = std::fs::read_dir(root.join("node")) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(node) = name.strip_prefix("node").and_then(|n| n.parse::<usize>().ok()) else { continue };
+                let Some(node) = name
+                    .strip_prefix("node")
+                    .and_then(|n| n.parse::<usize>().ok())
+                else {
+                    continue;
+                };
                 if let Ok(list) = std::fs::read_to_string(entry.path().join("cpulist")) {
                     for cpu in parse_cpu_list(&list) {
                         node_of.insert(cpu, node);
@@ -111,13 +133,23 @@ impl Topology {
                 cores.len() - 1
             });
             cores[core].push(id);
-            cpus.push(Cpu { id, core, package, node: node_of.get(&id).copied().unwrap_or(0) });
+            cpus.push(Cpu {
+                id,
+                core,
+                package,
+                node: node_of.get(&id).copied().unwrap_or(0),
+            });
         }
         let mut nodes: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for cpu in &cpus {
             nodes.entry(cpu.node).or_default().push(cpu.id);
         }
-        Some(Self { cpus, cores, nodes, source: Source::Sysfs })
+        Some(Self {
+            cpus,
+            cores,
+            nodes,
+            source: Source::Sysfs,
+        })
     }
 
     /// The CPUs this process may run on.
@@ -132,7 +164,9 @@ impl Topology {
 
     /// NUMA nodes and the allowed CPU ids on each.
     pub fn numa_nodes(&self) -> impl Iterator<Item = (usize, &[usize])> {
-        self.nodes.iter().map(|(node, cpus)| (*node, cpus.as_slice()))
+        self.nodes
+            .iter()
+            .map(|(node, cpus)| (*node, cpus.as_slice()))
     }
 
     /// Where the facts came from.
@@ -142,7 +176,10 @@ impl Topology {
 
     /// One CPU per physical core, in order: where per-core threads go.
     pub fn one_cpu_per_core(&self) -> Vec<usize> {
-        self.cores.iter().filter_map(|siblings| siblings.first().copied()).collect()
+        self.cores
+            .iter()
+            .filter_map(|siblings| siblings.first().copied())
+            .collect()
     }
 }
 
@@ -195,7 +232,11 @@ fn format_cpu_list(cpus: &[usize]) -> String {
             i += 1;
             end = cpus[i];
         }
-        out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
         i += 1;
     }
     out.join(",")
@@ -275,13 +316,18 @@ mod tests {
         for node in 0..2 {
             let n = dir.join(format!("node/node{node}"));
             std::fs::create_dir_all(&n).unwrap();
-            let list: Vec<String> = allowed.iter().filter(|&&id| (id / 2) % 2 == node).map(|id| id.to_string()).collect();
+            let list: Vec<String> = allowed
+                .iter()
+                .filter(|&&id| (id / 2) % 2 == node)
+                .map(|id| id.to_string())
+                .collect();
             std::fs::write(n.join("cpulist"), list.join(",")).unwrap();
         }
         let topo = Topology::from_sysfs(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(topo.cpus().len(), allowed.len());
-        let expected_cores: std::collections::BTreeSet<usize> = allowed.iter().map(|id| id / 2).collect();
+        let expected_cores: std::collections::BTreeSet<usize> =
+            allowed.iter().map(|id| id / 2).collect();
         assert_eq!(topo.physical_cores().len(), expected_cores.len());
         for cpu in topo.cpus() {
             assert_eq!(cpu.node, (cpu.id / 2) % 2);

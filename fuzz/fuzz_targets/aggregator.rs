@@ -33,7 +33,8 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let policy = [OnFull::Retain, OnFull::DropNewest, OnFull::DropOldest][input.policy as usize % 3];
+    let policy =
+        [OnFull::Retain, OnFull::DropNewest, OnFull::DropOldest][input.policy as usize % 3];
     let mut builder = Aggregator::<u8, u64>::builder()
         .merge_with(Sum)
         .per_core(false)
@@ -110,8 +111,16 @@ fuzz_target!(|input: Input| {
             }
             for (&k, &total) in &added {
                 let held = agg.get(&k).unwrap_or(0);
-                let back: u64 = returned.iter().filter(|(rk, _)| *rk == k).map(|(_, v)| v).sum();
-                assert_eq!(received.get(&k).copied().unwrap_or(0) + held + back, total, "key {k}");
+                let back: u64 = returned
+                    .iter()
+                    .filter(|(rk, _)| *rk == k)
+                    .map(|(_, v)| v)
+                    .sum();
+                assert_eq!(
+                    received.get(&k).copied().unwrap_or(0) + held + back,
+                    total,
+                    "key {k}"
+                );
             }
         }
     }
@@ -122,7 +131,11 @@ fuzz_target!(|input: Input| {
     }
     let stats = agg.stats();
     for (&k, &total) in &added {
-        let back: u64 = returned.iter().filter(|(rk, _)| *rk == k).map(|(_, v)| v).sum();
+        let back: u64 = returned
+            .iter()
+            .filter(|(rk, _)| *rk == k)
+            .map(|(_, v)| v)
+            .sum();
         let got = received.get(&k).copied().unwrap_or(0) + back;
         if policy == OnFull::Retain {
             assert_eq!(got, total, "key {k}");

@@ -21,7 +21,12 @@ fn sum_output(agg: &Aggregator<u8, u64>) -> u64 {
 #[test]
 fn add_against_flush_loses_nothing() {
     loom::model(|| {
-        let agg = Aggregator::<u8, u64>::builder().merge_with(Sum).shards(2).output_capacity(4).build().unwrap();
+        let agg = Aggregator::<u8, u64>::builder()
+            .merge_with(Sum)
+            .shards(2)
+            .output_capacity(4)
+            .build()
+            .unwrap();
         let adder = {
             let agg = agg.clone();
             thread::spawn(move || {
@@ -41,7 +46,12 @@ fn add_against_flush_loses_nothing() {
 #[test]
 fn add_against_shutdown_is_delivered_or_handed_back() {
     loom::model(|| {
-        let agg = Aggregator::<u8, u64>::builder().merge_with(Sum).shards(2).output_capacity(4).build().unwrap();
+        let agg = Aggregator::<u8, u64>::builder()
+            .merge_with(Sum)
+            .shards(2)
+            .output_capacity(4)
+            .build()
+            .unwrap();
         let adder = {
             let agg = agg.clone();
             thread::spawn(move || match agg.add(7, 5) {
@@ -62,7 +72,13 @@ fn add_against_shutdown_is_delivered_or_handed_back() {
 #[test]
 fn concurrent_flushes_deliver_each_entry_once_and_ticks_skip_overlaps() {
     loom::model(|| {
-        let agg = Aggregator::<u8, u64>::builder().merge_with(Sum).per_core(false).shards(1).output_capacity(4).build().unwrap();
+        let agg = Aggregator::<u8, u64>::builder()
+            .merge_with(Sum)
+            .per_core(false)
+            .shards(1)
+            .output_capacity(4)
+            .build()
+            .unwrap();
         agg.add(1, 1).unwrap();
         agg.add(2, 1).unwrap();
         let ticker = {
@@ -122,7 +138,11 @@ fn retained_entries_re_merge_with_concurrent_adds() {
 #[test]
 fn per_core_partials_fold_consistently_for_get() {
     loom::model(|| {
-        let agg = Aggregator::<u8, u64>::builder().merge_with(Sum).shards(1).build().unwrap();
+        let agg = Aggregator::<u8, u64>::builder()
+            .merge_with(Sum)
+            .shards(1)
+            .build()
+            .unwrap();
         assert_eq!(agg.partial_tables(), 2);
         let adders: Vec<_> = (0..2)
             .map(|_| {

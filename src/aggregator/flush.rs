@@ -33,7 +33,9 @@ where
 {
     /// Flushes every partition in the calling thread.
     pub(super) fn flush_all(&self) -> usize {
-        (0..self.partitions.len()).map(|p| self.flush_partition(p, false).unwrap_or(0)).sum()
+        (0..self.partitions.len())
+            .map(|p| self.flush_partition(p, false).unwrap_or(0))
+            .sum()
     }
 
     /// Flushes the shards of partition `p`. A periodic `tick` that finds the
@@ -72,11 +74,18 @@ where
         let took = start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
         Counters::bump(&self.counters.flushes, 1);
         self.counters.last_flush_ns.store(took, Ordering::Relaxed);
-        self.counters.longest_flush_ns.fetch_max(took, Ordering::Relaxed);
+        self.counters
+            .longest_flush_ns
+            .fetch_max(took, Ordering::Relaxed);
         Some(delivered)
     }
 
-    fn flush_shard(&self, shard: usize, sender: &Sender<(K, V)>, part: &mut MutexGuard<'_, Partition<K, V>>) -> usize {
+    fn flush_shard(
+        &self,
+        shard: usize,
+        sender: &Sender<(K, V)>,
+        part: &mut MutexGuard<'_, Partition<K, V>>,
+    ) -> usize {
         let mut delivered = 0;
         if self.stripes.len() == 1 {
             let table = &self.stripes[0];
@@ -113,7 +122,13 @@ where
     /// Delivers one entry under the policy; an entry not delivered goes back
     /// into the table (Retain) or to the partition's pending list (Block
     /// while shutting down). Returns 1 if it reached the output.
-    fn deliver_or_keep(&self, sender: &Sender<(K, V)>, k: K, v: V, part: &mut Partition<K, V>) -> usize {
+    fn deliver_or_keep(
+        &self,
+        sender: &Sender<(K, V)>,
+        k: K,
+        v: V,
+        part: &mut Partition<K, V>,
+    ) -> usize {
         match self.deliver(sender, k, v) {
             Delivery::Delivered => 1,
             Delivery::Dropped => 0,
@@ -135,7 +150,9 @@ where
         match self.on_full {
             OnFull::Retain => match sender.try_send((k, v)) {
                 Ok(()) => self.delivered(),
-                Err(TrySendError::Full((k, v)) | TrySendError::Disconnected((k, v))) => Delivery::Kept(k, v),
+                Err(TrySendError::Full((k, v)) | TrySendError::Disconnected((k, v))) => {
+                    Delivery::Kept(k, v)
+                }
             },
             OnFull::Block => {
                 let mut item = (k, v);
@@ -145,7 +162,9 @@ where
                     }
                     match sender.send_timeout(item, BLOCK_SLICE) {
                         Ok(()) => return self.delivered(),
-                        Err(SendTimeoutError::Timeout(back) | SendTimeoutError::Disconnected(back)) => item = back,
+                        Err(
+                            SendTimeoutError::Timeout(back) | SendTimeoutError::Disconnected(back),
+                        ) => item = back,
                     }
                 }
             }
@@ -275,7 +294,9 @@ where
         let load = |a: &crate::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         ShutdownReport {
             delivered: load(&c.flushed) - load(&c.dropped_oldest),
-            dropped: load(&c.dropped_newest) + load(&c.dropped_oldest) + load(&c.dropped_merge_panic),
+            dropped: load(&c.dropped_newest)
+                + load(&c.dropped_oldest)
+                + load(&c.dropped_merge_panic),
             undelivered,
             timed_out,
         }
@@ -288,9 +309,9 @@ where
                 let left = end.saturating_duration_since(Instant::now());
                 match sender.send_timeout((k, v), left) {
                     Ok(()) => self.delivered(),
-                    Err(SendTimeoutError::Timeout((k, v)) | SendTimeoutError::Disconnected((k, v))) => {
-                        Delivery::Kept(k, v)
-                    }
+                    Err(
+                        SendTimeoutError::Timeout((k, v)) | SendTimeoutError::Disconnected((k, v)),
+                    ) => Delivery::Kept(k, v),
                 }
             }
             OnFull::DropNewest | OnFull::DropOldest => self.deliver(sender, k, v),
@@ -305,7 +326,11 @@ where
 
 /// Starts one flusher thread per partition, each pinned to its own physical
 /// core when a topology is given.
-pub(super) fn spawn_flushers<K, V, S>(inner: &Arc<Inner<K, V, S>>, period: Duration, pin: Option<&Topology>) -> Result<(), ConfigError>
+pub(super) fn spawn_flushers<K, V, S>(
+    inner: &Arc<Inner<K, V, S>>,
+    period: Duration,
+    pin: Option<&Topology>,
+) -> Result<(), ConfigError>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
@@ -316,15 +341,22 @@ where
     for p in 0..inner.partitions.len() {
         let inner = Arc::clone(inner);
         let cpu = (!cores.is_empty()).then(|| cores[p % cores.len()]);
-        let spawned = thread::Builder::new().name(format!("sheaf-flush-{p}")).spawn(move || {
-            if let Some(cpu) = cpu {
-                pin_current_thread(cpu);
-            }
-            run_flusher(&inner, p, period);
-        });
+        let spawned = thread::Builder::new()
+            .name(format!("sheaf-flush-{p}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_current_thread(cpu);
+                }
+                run_flusher(&inner, p, period);
+            });
         match spawned {
             Ok(handle) => handles.push(handle),
-            Err(e) => return Err(ConfigError::new("flush_threads", format!("could not start a flusher thread: {e}"))),
+            Err(e) => {
+                return Err(ConfigError::new(
+                    "flush_threads",
+                    format!("could not start a flusher thread: {e}"),
+                ))
+            }
         }
     }
     Ok(())

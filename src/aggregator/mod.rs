@@ -108,9 +108,15 @@ impl<K, V> fmt::Debug for AddError<K, V> {
 impl<K, V> fmt::Display for AddError<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Closed(..) => f.write_str("the aggregator is shut down; the pair was handed back"),
-            Self::Full(..) => f.write_str("the key cap is reached; the new key was refused and handed back"),
-            Self::MergePanicked => f.write_str("the merge function panicked; the value and the key's aggregate were dropped"),
+            Self::Closed(..) => {
+                f.write_str("the aggregator is shut down; the pair was handed back")
+            }
+            Self::Full(..) => {
+                f.write_str("the key cap is reached; the new key was refused and handed back")
+            }
+            Self::MergePanicked => f.write_str(
+                "the merge function panicked; the value and the key's aggregate were dropped",
+            ),
         }
     }
 }
@@ -179,7 +185,12 @@ pub struct ShutdownReport<K, V> {
 
 impl<K, V> ShutdownReport<K, V> {
     fn empty() -> Self {
-        Self { delivered: 0, dropped: 0, undelivered: Vec::new(), timed_out: false }
+        Self {
+            delivered: 0,
+            dropped: 0,
+            undelivered: Vec::new(),
+            timed_out: false,
+        }
     }
 }
 
@@ -312,7 +323,10 @@ where
     /// The merge as a closure: `merge(&mut held, added)`. Not assumed
     /// commutative; say [`per_core(true)`](Self::per_core) if it is.
     pub fn merge(mut self, merge: impl Fn(&mut V, V) + Send + Sync + 'static) -> Self {
-        self.merge = Some(Box::new(FnMerge { f: merge, commutative: false }));
+        self.merge = Some(Box::new(FnMerge {
+            f: merge,
+            commutative: false,
+        }));
         self
     }
 
@@ -383,20 +397,36 @@ where
     /// or `flush_every` is zero, `flush_threads` is 0 or more than the
     /// shards, or `shards` is not a power of two.
     pub fn build(self) -> Result<Aggregator<K, V, S>, ConfigError> {
-        let merge = self
-            .merge
-            .ok_or_else(|| ConfigError::new("merge", "no merge function; call .merge(|acc, v| ...) or .merge_with(Sum)"))?;
+        let merge = self.merge.ok_or_else(|| {
+            ConfigError::new(
+                "merge",
+                "no merge function; call .merge(|acc, v| ...) or .merge_with(Sum)",
+            )
+        })?;
         if self.output_capacity == 0 {
-            return Err(ConfigError::new("output_capacity", "0 cannot hold an entry; use 1 or more"));
+            return Err(ConfigError::new(
+                "output_capacity",
+                "0 cannot hold an entry; use 1 or more",
+            ));
         }
         if self.max_keys == Some(0) {
-            return Err(ConfigError::new("max_keys", "0 refuses every key; use 1 or more, or no cap"));
+            return Err(ConfigError::new(
+                "max_keys",
+                "0 refuses every key; use 1 or more, or no cap",
+            ));
         }
         if self.flush_every == Some(Duration::ZERO) {
-            return Err(ConfigError::new("flush_every", "a zero period would flush in a busy loop; use a positive duration"));
+            return Err(ConfigError::new(
+                "flush_every",
+                "a zero period would flush in a busy loop; use a positive duration",
+            ));
         }
         let per_core = self.per_core.unwrap_or_else(|| merge.is_commutative());
-        let topology = if (per_core || self.pin) && !cfg!(sheaf_loom) { Topology::detect() } else { Topology::single() };
+        let topology = if (per_core || self.pin) && !cfg!(sheaf_loom) {
+            Topology::detect()
+        } else {
+            Topology::single()
+        };
         let (stripes, stripe_of_cpu) = if per_core && !cfg!(sheaf_loom) {
             let n = topology.cpus().len().clamp(1, u16::MAX as usize);
             let max_cpu = topology.cpus().iter().map(|c| c.id).max().unwrap_or(0);
@@ -423,7 +453,10 @@ where
         if self.flush_threads == 0 || self.flush_threads > shards {
             return Err(ConfigError::new(
                 "flush_threads",
-                format!("{} is out of range; use 1 to {shards} (the shard count)", self.flush_threads),
+                format!(
+                    "{} is out of range; use 1 to {shards} (the shard count)",
+                    self.flush_threads
+                ),
             ));
         }
         let (sender, receiver) = channel::builder().capacity(self.output_capacity).build()?;
@@ -437,7 +470,12 @@ where
             receiver,
             output: Mutex::new(Some(sender)),
             partitions: (0..self.flush_threads)
-                .map(|_| Mutex::new(Partition { fold: HashMap::default(), pending: Vec::new() }))
+                .map(|_| {
+                    Mutex::new(Partition {
+                        fold: HashMap::default(),
+                        pending: Vec::new(),
+                    })
+                })
                 .collect(),
             closing: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
@@ -506,7 +544,13 @@ where
         };
         let attempt = AssertUnwindSafe(|| match inner.max_keys {
             None => table.try_upsert(key, value, |acc, v| merge.merge(acc, v), || true, true),
-            Some(max) => table.try_upsert(key, value, |acc, v| merge.merge(acc, v), || inner.admit_key(max), true),
+            Some(max) => table.try_upsert(
+                key,
+                value,
+                |acc, v| merge.merge(acc, v),
+                || inner.admit_key(max),
+                true,
+            ),
         });
         match catch_unwind(attempt) {
             Ok(Ok(upsert)) => Ok(upsert),
@@ -704,7 +748,9 @@ where
         {
             use std::hash::{BuildHasher, BuildHasherDefault};
             let id = thread::current().id();
-            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id) as usize % n
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id)
+                as usize
+                % n
         }
     }
 
@@ -736,7 +782,9 @@ where
                 e.insert(v);
             }
             Entry::Occupied(mut e) => {
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.merge.merge(e.get_mut(), v))) {
+                if let Err(panic) =
+                    catch_unwind(AssertUnwindSafe(|| self.merge.merge(e.get_mut(), v)))
+                {
                     e.remove();
                     self.record_panic(panic.as_ref(), 2);
                 }
@@ -748,7 +796,9 @@ where
 impl<K, V, S> Clone for Aggregator<K, V, S> {
     fn clone(&self) -> Self {
         self.inner.handles.fetch_add(1, Ordering::Relaxed);
-        Self { inner: Arc::clone(&self.inner) }
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 

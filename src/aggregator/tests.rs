@@ -24,12 +24,55 @@ fn config_errors_say_what_to_change() {
     let no_merge = Aggregator::<u64, u64>::builder().build().unwrap_err();
     assert_eq!(no_merge.setting(), "merge");
     let cases = [
-        (Aggregator::<u64, u64>::builder().merge_with(Sum).output_capacity(0).build().unwrap_err(), "output_capacity"),
-        (Aggregator::<u64, u64>::builder().merge_with(Sum).max_keys(0).build().unwrap_err(), "max_keys"),
-        (Aggregator::<u64, u64>::builder().merge_with(Sum).flush_every(Duration::ZERO).build().unwrap_err(), "flush_every"),
-        (Aggregator::<u64, u64>::builder().merge_with(Sum).flush_threads(0).build().unwrap_err(), "flush_threads"),
-        (Aggregator::<u64, u64>::builder().merge_with(Sum).shards(4).flush_threads(5).build().unwrap_err(), "flush_threads"),
-        (Aggregator::<u64, u64>::builder().merge_with(Sum).shards(3).build().unwrap_err(), "shards"),
+        (
+            Aggregator::<u64, u64>::builder()
+                .merge_with(Sum)
+                .output_capacity(0)
+                .build()
+                .unwrap_err(),
+            "output_capacity",
+        ),
+        (
+            Aggregator::<u64, u64>::builder()
+                .merge_with(Sum)
+                .max_keys(0)
+                .build()
+                .unwrap_err(),
+            "max_keys",
+        ),
+        (
+            Aggregator::<u64, u64>::builder()
+                .merge_with(Sum)
+                .flush_every(Duration::ZERO)
+                .build()
+                .unwrap_err(),
+            "flush_every",
+        ),
+        (
+            Aggregator::<u64, u64>::builder()
+                .merge_with(Sum)
+                .flush_threads(0)
+                .build()
+                .unwrap_err(),
+            "flush_threads",
+        ),
+        (
+            Aggregator::<u64, u64>::builder()
+                .merge_with(Sum)
+                .shards(4)
+                .flush_threads(5)
+                .build()
+                .unwrap_err(),
+            "flush_threads",
+        ),
+        (
+            Aggregator::<u64, u64>::builder()
+                .merge_with(Sum)
+                .shards(3)
+                .build()
+                .unwrap_err(),
+            "shards",
+        ),
     ];
     for (err, setting) in cases {
         assert_eq!(err.setting(), setting, "{err}");
@@ -38,11 +81,26 @@ fn config_errors_say_what_to_change() {
 
 #[test]
 fn ready_merges_and_per_core_default() {
-    let sum = Aggregator::<&str, u64>::builder().merge_with(Sum).build().unwrap();
-    let min = Aggregator::<&str, i64>::builder().merge_with(Min).build().unwrap();
-    let max = Aggregator::<&str, f64>::builder().merge_with(Max).build().unwrap();
-    let last = Aggregator::<&str, &str>::builder().merge_with(Last).build().unwrap();
-    let count = Aggregator::<&str, u64>::builder().merge_with(Count).build().unwrap();
+    let sum = Aggregator::<&str, u64>::builder()
+        .merge_with(Sum)
+        .build()
+        .unwrap();
+    let min = Aggregator::<&str, i64>::builder()
+        .merge_with(Min)
+        .build()
+        .unwrap();
+    let max = Aggregator::<&str, f64>::builder()
+        .merge_with(Max)
+        .build()
+        .unwrap();
+    let last = Aggregator::<&str, &str>::builder()
+        .merge_with(Last)
+        .build()
+        .unwrap();
+    let count = Aggregator::<&str, u64>::builder()
+        .merge_with(Count)
+        .build()
+        .unwrap();
     for (i, v) in [5i64, -3, 9].into_iter().enumerate() {
         sum.add("k", v as u64 & 0xff).unwrap();
         min.add("k", v).unwrap();
@@ -55,16 +113,31 @@ fn ready_merges_and_per_core_default() {
     assert_eq!(max.get("k"), Some(9.0));
     assert_eq!(last.get("k"), Some("c"));
     assert_eq!(count.get("k"), Some(3));
-    assert_eq!(last.partial_tables(), 1, "Last is not commutative: one table");
-    let closure = Aggregator::<&str, u64>::builder().merge(|a, b| *a += b).build().unwrap();
+    assert_eq!(
+        last.partial_tables(),
+        1,
+        "Last is not commutative: one table"
+    );
+    let closure = Aggregator::<&str, u64>::builder()
+        .merge(|a, b| *a += b)
+        .build()
+        .unwrap();
     assert_eq!(closure.partial_tables(), 1);
-    let forced = Aggregator::<&str, u64>::builder().merge(|a, b| *a += b).per_core(true).build().unwrap();
+    let forced = Aggregator::<&str, u64>::builder()
+        .merge(|a, b| *a += b)
+        .per_core(true)
+        .build()
+        .unwrap();
     assert_eq!(forced.partial_tables(), sum.partial_tables());
 }
 
 #[test]
 fn add_reports_insert_and_merge_and_stats_count() {
-    let agg = Aggregator::<u64, u64>::builder().merge_with(Sum).per_core(false).build().unwrap();
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .per_core(false)
+        .build()
+        .unwrap();
     assert_eq!(agg.add(1, 1).unwrap(), Upsert::Inserted);
     assert_eq!(agg.add(1, 1).unwrap(), Upsert::Merged);
     assert_eq!(agg.add(2, 1).unwrap(), Upsert::Inserted);
@@ -80,7 +153,10 @@ fn add_reports_insert_and_merge_and_stats_count() {
 
 #[test]
 fn per_core_partials_fold_on_get_snapshot_and_flush() {
-    let agg = Aggregator::<String, u64>::builder().merge_with(Sum).build().unwrap();
+    let agg = Aggregator::<String, u64>::builder()
+        .merge_with(Sum)
+        .build()
+        .unwrap();
     let threads = 4;
     let per = scaled(10_000);
     let start = Arc::new(Barrier::new(threads));
@@ -102,7 +178,12 @@ fn per_core_partials_fold_on_get_snapshot_and_flush() {
     assert_eq!(agg.get("metric.3"), Some(expected));
     let mut snap = agg.snapshot();
     snap.sort();
-    assert_eq!(snap, (0..5).map(|k| (format!("metric.{k}"), expected)).collect::<Vec<_>>());
+    assert_eq!(
+        snap,
+        (0..5)
+            .map(|k| (format!("metric.{k}"), expected))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(agg.stats().added, threads as u64 * per);
     assert_eq!(agg.flush(), 5);
     let mut flushed: Vec<_> = agg.receiver().try_iter().collect();
@@ -143,13 +224,19 @@ fn retain_with_output_capacity_one_and_a_slow_consumer_delivers_exact_totals() {
         p.join().unwrap();
     }
     let report = agg.shutdown(Duration::from_secs(30));
-    assert!(report.undelivered.is_empty(), "a consumer is reading: everything fits by the deadline");
+    assert!(
+        report.undelivered.is_empty(),
+        "a consumer is reading: everything fits by the deadline"
+    );
     let per_key = consumer.join().unwrap();
     let total: u64 = per_key.values().sum();
     assert_eq!(total, 3 * scaled(20_000));
     assert_eq!(per_key.len(), 50);
     let s = agg.stats();
-    assert!(s.retained > 0, "the output of one must have been full at times");
+    assert!(
+        s.retained > 0,
+        "the output of one must have been full at times"
+    );
     assert_eq!(report.delivered, s.flushed);
     assert_eq!(report.dropped, 0);
 }
@@ -157,8 +244,18 @@ fn retain_with_output_capacity_one_and_a_slow_consumer_delivers_exact_totals() {
 /// For every policy: delivered + dropped + undelivered = what was added.
 #[test]
 fn every_policy_accounts_for_every_entry() {
-    for policy in [OnFull::Retain, OnFull::Block, OnFull::DropNewest, OnFull::DropOldest] {
-        let agg = Aggregator::<u64, u64>::builder().merge_with(Sum).output_capacity(4).on_full(policy).build().unwrap();
+    for policy in [
+        OnFull::Retain,
+        OnFull::Block,
+        OnFull::DropNewest,
+        OnFull::DropOldest,
+    ] {
+        let agg = Aggregator::<u64, u64>::builder()
+            .merge_with(Sum)
+            .output_capacity(4)
+            .on_full(policy)
+            .build()
+            .unwrap();
         let n = 100u64;
         for k in 0..n {
             agg.add(k, k).unwrap();
@@ -170,14 +267,21 @@ fn every_policy_accounts_for_every_entry() {
         let report = agg.shutdown(Duration::from_millis(20));
         let received: Vec<(u64, u64)> = agg.receiver().iter().collect();
         assert_eq!(received.len() as u64, report.delivered, "{policy:?}");
-        assert_eq!(received.len() as u64 + report.dropped + report.undelivered.len() as u64, n, "{policy:?}");
+        assert_eq!(
+            received.len() as u64 + report.dropped + report.undelivered.len() as u64,
+            n,
+            "{policy:?}"
+        );
         let s = agg.stats();
         match policy {
             OnFull::Retain | OnFull::Block => {
                 assert_eq!(report.dropped, 0);
                 assert!(report.timed_out);
                 // Values too: nothing lost.
-                assert_eq!(sum_of(&received) + sum_of(&report.undelivered), (0..n).sum::<u64>());
+                assert_eq!(
+                    sum_of(&received) + sum_of(&report.undelivered),
+                    (0..n).sum::<u64>()
+                );
             }
             OnFull::DropNewest => assert_eq!(s.dropped_newest, n - 4),
             OnFull::DropOldest => {
@@ -202,7 +306,8 @@ fn shutdown_while_producers_run_loses_nothing() {
     let returned = Arc::new(AtomicU64::new(0));
     let producers: Vec<_> = (0..3u64)
         .map(|p| {
-            let (agg, accepted, returned) = (agg.clone(), Arc::clone(&accepted), Arc::clone(&returned));
+            let (agg, accepted, returned) =
+                (agg.clone(), Arc::clone(&accepted), Arc::clone(&returned));
             thread::spawn(move || {
                 let mut i = 0u64;
                 loop {
@@ -250,7 +355,10 @@ fn shutdown_without_a_consumer_returns_by_its_deadline_and_is_idempotent() {
     assert_eq!(report.delivered, 2);
     assert_eq!(report.undelivered.len(), 8);
     let again = agg.shutdown(Duration::from_secs(1));
-    assert_eq!((again.delivered, again.dropped, again.undelivered.len()), (0, 0, 0));
+    assert_eq!(
+        (again.delivered, again.dropped, again.undelivered.len()),
+        (0, 0, 0)
+    );
     match agg.add(99, 7) {
         Err(AddError::Closed(99, 7)) => {}
         other => panic!("expected Closed(99, 7), got {other:?}"),
@@ -274,7 +382,11 @@ fn panicking_merge_is_isolated_and_counted() {
     let s = agg.stats();
     assert_eq!((s.merge_panics, s.dropped_merge_panic), (1, 1));
     assert_eq!(agg.last_panic().as_deref(), Some("unlucky value"));
-    assert_eq!(agg.get(&1), None, "the entry whose merge panicked is removed");
+    assert_eq!(
+        agg.get(&1),
+        None,
+        "the entry whose merge panicked is removed"
+    );
     assert_eq!(agg.add(1, 5).unwrap(), Upsert::Inserted);
     assert_eq!(agg.get(&1), Some(5));
     assert_eq!(agg.get(&2), Some(2));
@@ -283,25 +395,45 @@ fn panicking_merge_is_isolated_and_counted() {
 
 #[test]
 fn key_cap_refuses_new_keys_and_hands_them_back() {
-    let agg = Aggregator::<u64, u64>::builder().merge_with(Sum).per_core(false).max_keys(3).build().unwrap();
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .per_core(false)
+        .max_keys(3)
+        .build()
+        .unwrap();
     for k in 0..3 {
         agg.add(k, 1).unwrap();
     }
     assert!(matches!(agg.add(3, 9), Err(AddError::Full(3, 9))));
-    assert_eq!(agg.add(0, 1).unwrap(), Upsert::Merged, "existing keys still merge");
+    assert_eq!(
+        agg.add(0, 1).unwrap(),
+        Upsert::Merged,
+        "existing keys still merge"
+    );
     assert_eq!(agg.stats().refused_full, 1);
     assert_eq!(agg.flush(), 3);
-    assert_eq!(agg.add(3, 9).unwrap(), Upsert::Inserted, "a flush frees the cap");
+    assert_eq!(
+        agg.add(3, 9).unwrap(),
+        Upsert::Inserted,
+        "a flush frees the cap"
+    );
 }
 
 #[test]
 fn retained_entries_merge_before_newer_adds() {
-    let agg = Aggregator::<&str, u32>::builder().merge_with(Last).build().unwrap();
+    let agg = Aggregator::<&str, u32>::builder()
+        .merge_with(Last)
+        .build()
+        .unwrap();
     // A newer value arrived while the older one was out for delivery.
     agg.add("a", 2).unwrap();
     agg.inner.retain("a", 1).unwrap();
     assert_eq!(agg.get("a"), Some(2), "Last keeps the newer value");
-    let sum = Aggregator::<&str, u32>::builder().merge_with(Sum).per_core(false).build().unwrap();
+    let sum = Aggregator::<&str, u32>::builder()
+        .merge_with(Sum)
+        .per_core(false)
+        .build()
+        .unwrap();
     sum.add("a", 2).unwrap();
     sum.inner.retain("a", 1).unwrap();
     assert_eq!(sum.get("a"), Some(3));
@@ -310,7 +442,11 @@ fn retained_entries_merge_before_newer_adds() {
 
 #[test]
 fn dropping_the_last_handle_shuts_down_and_ends_the_output() {
-    let agg = Aggregator::<u64, u64>::builder().merge_with(Sum).flush_every(Duration::from_millis(5)).build().unwrap();
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .flush_every(Duration::from_millis(5))
+        .build()
+        .unwrap();
     let rx = agg.receiver();
     let clone = agg.clone();
     agg.add(1, 1).unwrap();
@@ -336,7 +472,10 @@ fn periodic_ticks_run_and_flush_in_background() {
     }
     let mut got = 0;
     while got < 100 {
-        got += rx.recv_timeout(Duration::from_secs(10)).map(|_| 1).expect("the flushers deliver");
+        got += rx
+            .recv_timeout(Duration::from_secs(10))
+            .map(|_| 1)
+            .expect("the flushers deliver");
     }
     let s = agg.stats();
     assert!(s.ticks_run > 0);

@@ -21,7 +21,9 @@ impl<T> fmt::Debug for SendError<T> {
 
 impl<T> fmt::Display for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the item was not sent: the channel is disconnected or its overflow policy refused it")
+        f.write_str(
+            "the item was not sent: the channel is disconnected or its overflow policy refused it",
+        )
     }
 }
 

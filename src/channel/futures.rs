@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::waiters::{Ticket, Wake, Waiters};
+use super::waiters::{Ticket, Waiters, Wake};
 use super::{Attempt, Overflow, Receiver, RecvError, SendError, Sender};
 use crate::ring::Blocked;
 
@@ -37,7 +37,10 @@ impl<T> Receiver<T> {
     /// Resolves to `Err(RecvError)` once every sender is gone and the
     /// channel is empty.
     pub fn recv_async(&self) -> RecvFuture<'_, T> {
-        RecvFuture { receiver: self, ticket: None }
+        RecvFuture {
+            receiver: self,
+            ticket: None,
+        }
     }
 }
 
@@ -49,7 +52,11 @@ impl<T> Sender<T> {
     /// policies it completes at once, exactly like [`send`](Self::send).
     /// Resolves to `Err(SendError(item))` when the item was not accepted.
     pub fn send_async(&self, item: T) -> SendFuture<'_, T> {
-        SendFuture { sender: self, item: Some(item), ticket: None }
+        SendFuture {
+            sender: self,
+            item: Some(item),
+            ticket: None,
+        }
     }
 }
 
@@ -142,12 +149,16 @@ impl<T> Drop for SendFuture<'_, T> {
 
 impl<T> std::fmt::Debug for RecvFuture<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecvFuture").field("registered", &self.ticket.is_some()).finish()
+        f.debug_struct("RecvFuture")
+            .field("registered", &self.ticket.is_some())
+            .finish()
     }
 }
 
 impl<T> std::fmt::Debug for SendFuture<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendFuture").field("registered", &self.ticket.is_some()).finish()
+        f.debug_struct("SendFuture")
+            .field("registered", &self.ticket.is_some())
+            .finish()
     }
 }

@@ -38,7 +38,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-pub use errors::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
+pub use errors::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
 #[cfg(feature = "async")]
 pub use futures::{RecvFuture, SendFuture};
 
@@ -46,7 +48,7 @@ use crate::ring::{Blocked, Ring};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc};
 use crate::ConfigError;
-use waiters::{park_until, Wake, Waiters};
+use waiters::{park_until, Waiters, Wake};
 
 /// What a send does when the channel is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -200,7 +202,10 @@ impl<T> Chan<T> {
     /// One push attempt; `item` is left in place when it did not go in.
     #[inline]
     fn push(&self, item: &mut Option<T>) -> Attempt<()> {
-        match self.ring.push_or_status(item.take().expect("an item to push")) {
+        match self
+            .ring
+            .push_or_status(item.take().expect("an item to push"))
+        {
             Ok(()) => {
                 self.readers.notify_one();
                 Attempt::Ready(())
@@ -342,7 +347,10 @@ pub struct ChannelBuilder {
 /// # drop(rx);
 /// ```
 pub fn builder() -> ChannelBuilder {
-    ChannelBuilder { capacity: 1024, overflow: Overflow::Block }
+    ChannelBuilder {
+        capacity: 1024,
+        overflow: Overflow::Block,
+    }
 }
 
 impl ChannelBuilder {
@@ -374,7 +382,12 @@ impl ChannelBuilder {
             writers: Waiters::default(),
             losses: CachePadded::new(LossCounters::default()),
         });
-        Ok((Sender { chan: Arc::clone(&chan) }, Receiver { chan }))
+        Ok((
+            Sender {
+                chan: Arc::clone(&chan),
+            },
+            Receiver { chan },
+        ))
     }
 }
 
@@ -410,7 +423,9 @@ impl<T> Sender<T> {
     pub fn send(&self, item: T) -> Result<(), SendError<T>> {
         let chan = &*self.chan;
         match chan.overflow {
-            Overflow::Block => self.send_deadline(item, None).map_err(|e| SendError(e.into_inner())),
+            Overflow::Block => self
+                .send_deadline(item, None)
+                .map_err(|e| SendError(e.into_inner())),
             Overflow::BlockTimeout(timeout) => match self.send_timeout(item, timeout) {
                 Ok(()) => Ok(()),
                 Err(SendTimeoutError::Timeout(item)) => {
@@ -470,8 +485,12 @@ impl<T> Sender<T> {
         let mut slot = Some(item);
         match chan.wait(&chan.writers, deadline, || chan.push(&mut slot)) {
             Ok(()) => Ok(()),
-            Err(WaitError::Closed) => Err(SendTimeoutError::Disconnected(slot.take().expect("item kept"))),
-            Err(WaitError::Timeout) => Err(SendTimeoutError::Timeout(slot.take().expect("item kept"))),
+            Err(WaitError::Closed) => Err(SendTimeoutError::Disconnected(
+                slot.take().expect("item kept"),
+            )),
+            Err(WaitError::Timeout) => {
+                Err(SendTimeoutError::Timeout(slot.take().expect("item kept")))
+            }
         }
     }
 
@@ -559,10 +578,11 @@ impl<T> Receiver<T> {
 
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let chan = &*self.chan;
-        chan.wait(&chan.readers, deadline, || chan.pop()).map_err(|e| match e {
-            WaitError::Closed => RecvTimeoutError::Disconnected,
-            WaitError::Timeout => RecvTimeoutError::Timeout,
-        })
+        chan.wait(&chan.readers, deadline, || chan.pop())
+            .map_err(|e| match e {
+                WaitError::Closed => RecvTimeoutError::Disconnected,
+                WaitError::Timeout => RecvTimeoutError::Timeout,
+            })
     }
 
     /// Receives without waiting.
@@ -590,7 +610,8 @@ impl<T> Receiver<T> {
             return Ok(0);
         }
         let chan = &*self.chan;
-        chan.wait(&chan.readers, None, || chan.pop_batch(out, max)).map_err(|_| RecvError)
+        chan.wait(&chan.readers, None, || chan.pop_batch(out, max))
+            .map_err(|_| RecvError)
     }
 
     /// Appends up to `max` queued items to `out` without waiting; returns how many.
@@ -659,14 +680,18 @@ impl<T> Chan<T> {
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         self.chan.senders.fetch_add(1, Ordering::Relaxed);
-        Self { chan: Arc::clone(&self.chan) }
+        Self {
+            chan: Arc::clone(&self.chan),
+        }
     }
 }
 
 impl<T> Clone for Receiver<T> {
     fn clone(&self) -> Self {
         self.chan.receivers.fetch_add(1, Ordering::Relaxed);
-        Self { chan: Arc::clone(&self.chan) }
+        Self {
+            chan: Arc::clone(&self.chan),
+        }
     }
 }
 
@@ -688,13 +713,19 @@ impl<T> Drop for Receiver<T> {
 
 impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sender").field("len", &self.len()).field("capacity", &self.capacity()).finish()
+        f.debug_struct("Sender")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .finish()
     }
 }
 
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Receiver").field("len", &self.len()).field("capacity", &self.capacity()).finish()
+        f.debug_struct("Receiver")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .finish()
     }
 }
 

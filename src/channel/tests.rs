@@ -15,7 +15,10 @@ fn scaled(n: usize) -> usize {
 
 #[test]
 fn builder_and_bounded_validate() {
-    assert_eq!(builder().capacity(0).build::<u8>().unwrap_err().setting(), "capacity");
+    assert_eq!(
+        builder().capacity(0).build::<u8>().unwrap_err().setting(),
+        "capacity"
+    );
     let r = std::panic::catch_unwind(|| bounded::<u8>(0));
     assert!(r.is_err());
     let (tx, rx) = bounded::<u8>(3);
@@ -36,7 +39,10 @@ fn disconnection_drains_then_reports() {
     assert_eq!(rx.iter().collect::<Vec<_>>(), [2, 3]);
     assert_eq!(rx.recv(), Err(RecvError));
     assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
-    assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Disconnected));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(1)),
+        Err(RecvTimeoutError::Disconnected)
+    );
 
     let (tx, rx) = bounded(4);
     drop(rx);
@@ -63,7 +69,9 @@ fn policies_account_for_every_item() {
     assert_eq!((s.sent, s.received, s.dropped_oldest), (5, 2, 3));
 
     let (tx, rx) = bounded_with(2, Overflow::Reject);
-    let refused: Vec<_> = (0..5).filter_map(|i| tx.send(i).err().map(SendError::into_inner)).collect();
+    let refused: Vec<_> = (0..5)
+        .filter_map(|i| tx.send(i).err().map(SendError::into_inner))
+        .collect();
     assert_eq!(refused, [2, 3, 4]);
     assert_eq!(rx.stats().rejected, 3);
 
@@ -71,9 +79,15 @@ fn policies_account_for_every_item() {
     tx.send(1).unwrap();
     assert_eq!(tx.send(2), Err(SendError(2)));
     assert_eq!(rx.stats().timed_out, 1);
-    assert_eq!(tx.send_timeout(3, Duration::from_millis(1)), Err(SendTimeoutError::Timeout(3)));
+    assert_eq!(
+        tx.send_timeout(3, Duration::from_millis(1)),
+        Err(SendTimeoutError::Timeout(3))
+    );
     assert_eq!(rx.recv(), Ok(1));
-    assert_eq!(rx.recv_timeout(Duration::from_millis(2)), Err(RecvTimeoutError::Timeout));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(2)),
+        Err(RecvTimeoutError::Timeout)
+    );
 }
 
 #[test]
@@ -106,7 +120,8 @@ fn blocking_mpmc_exactly_once() {
         let consumers = 4;
         let per = scaled(5_000);
         let (tx, rx) = bounded::<(usize, usize)>(capacity);
-        let seen: Arc<Vec<AtomicUsize>> = Arc::new((0..producers * per).map(|_| AtomicUsize::new(0)).collect());
+        let seen: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..producers * per).map(|_| AtomicUsize::new(0)).collect());
         let start = Arc::new(Barrier::new(producers + consumers));
         let mut handles = Vec::new();
         for p in 0..producers {
@@ -140,7 +155,10 @@ fn blocking_mpmc_exactly_once() {
                         batch.remove(0)
                     };
                     let (p, i) = item;
-                    assert!(last[p].is_none_or(|l| l < i), "order of producer {p} at one consumer");
+                    assert!(
+                        last[p].is_none_or(|l| l < i),
+                        "order of producer {p} at one consumer"
+                    );
                     last[p] = Some(i);
                     seen[p * per + i].fetch_add(1, Ordering::Relaxed);
                     n += 1;
@@ -152,7 +170,10 @@ fn blocking_mpmc_exactly_once() {
         for h in handles {
             h.join().unwrap();
         }
-        let received: usize = consumer_handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let received: usize = consumer_handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum();
         assert_eq!(received, producers * per);
         assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == 1));
     }
@@ -194,7 +215,10 @@ fn send_sync_clone_static_checks() {
 #[cfg(all(feature = "async", not(miri)))]
 #[test]
 fn async_send_and_recv_on_tokio() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (tx, rx) = bounded::<u64>(2);
         let producers: Vec<_> = (0..4u64)
@@ -240,7 +264,10 @@ fn async_send_and_recv_on_tokio() {
 #[cfg(all(feature = "async", not(miri)))]
 #[test]
 fn async_mixes_with_blocking_threads_and_drop_of_pending_future() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let (tx, rx) = bounded::<u32>(1);
     // A pending future that is dropped must not swallow a wake-up.
     rt.block_on(async {

@@ -50,7 +50,11 @@ impl Waiters {
         let mut list = self.list.lock();
         let id = list.next_id;
         list.next_id += 1;
-        list.entries.push(Entry { id, wake, notified: Arc::clone(&notified) });
+        list.entries.push(Entry {
+            id,
+            wake,
+            notified: Arc::clone(&notified),
+        });
         self.count.fetch_add(1, Ordering::SeqCst);
         drop(list);
         crate::sync::loom_seqcst_fence();

@@ -40,8 +40,8 @@
 
 mod raw;
 
-pub use raw::Ring;
 pub(crate) use raw::Blocked;
+pub use raw::Ring;
 
 #[cfg(test)]
 mod tests;

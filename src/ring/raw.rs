@@ -108,12 +108,17 @@ impl<T> Ring<T> {
         if capacity == 0 || capacity > usize::MAX / 4 {
             return Err(ConfigError::new(
                 "capacity",
-                format!("{capacity} is out of range; a ring holds between 1 and usize::MAX / 4 items"),
+                format!(
+                    "{capacity} is out of range; a ring holds between 1 and usize::MAX / 4 items"
+                ),
             ));
         }
         let mark = (capacity + 1).next_power_of_two();
         let buffer = (0..capacity)
-            .map(|i| Slot { stamp: AtomicUsize::new(i), value: UnsafeCell::new(MaybeUninit::uninit()) })
+            .map(|i| Slot {
+                stamp: AtomicUsize::new(i),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            })
             .collect();
         Ok(Self {
             head: CachePadded::new(AtomicUsize::new(0)),
@@ -184,11 +189,18 @@ impl<T> Ring<T> {
                 // Free for this lap: count the free run behind it (batch).
                 let room = want.min(self.cap - index);
                 let mut count = 1;
-                while count < room && self.buffer[index + count].stamp.load(Ordering::Acquire) == tail + count {
+                while count < room
+                    && self.buffer[index + count].stamp.load(Ordering::Acquire) == tail + count
+                {
                     count += 1;
                 }
                 let new_tail = self.advance(tail, count);
-                match self.tail.compare_exchange_weak(tail, new_tail, Ordering::SeqCst, Ordering::Relaxed) {
+                match self.tail.compare_exchange_weak(
+                    tail,
+                    new_tail,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => return PushSlot::Claimed { tail, count },
                     Err(current) => {
                         // Lost a race: back off briefly so the winners'
@@ -231,7 +243,8 @@ impl<T> Ring<T> {
         // SAFETY: the CAS on `tail` gave this thread the slot at `pos`, whose
         // stamp said it was empty; nobody else touches its value until the
         // stamp below publishes it.
-        slot.value.with_mut(|p| unsafe { p.write(MaybeUninit::new(value)) });
+        slot.value
+            .with_mut(|p| unsafe { p.write(MaybeUninit::new(value)) });
         slot.stamp.store(pos + 1, Ordering::Release);
     }
 
@@ -286,18 +299,25 @@ impl<T> Ring<T> {
                     let head = tail.wrapping_sub(self.one_lap);
                     let new_tail = self.advance(tail, 1);
                     let new_head = new_tail.wrapping_sub(self.one_lap);
-                    if self.head.compare_exchange(head, new_head, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                    if self
+                        .head
+                        .compare_exchange(head, new_head, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
+                    {
                         // No producer can claim `tail` (its stamp is not `tail`),
                         // so nobody else moves it; an add (not a store) keeps a
                         // concurrent close's mark bit.
-                        self.tail.fetch_add(new_tail.wrapping_sub(tail), Ordering::SeqCst);
+                        self.tail
+                            .fetch_add(new_tail.wrapping_sub(tail), Ordering::SeqCst);
                         let slot = &self.buffer[self.index(tail)];
                         stall_point();
                         // SAFETY: the head CAS made this thread the consumer of
                         // the published item in this slot and the tail store its
                         // producer; no other thread reads or writes it until the
                         // stamp store below.
-                        let old = slot.value.with_mut(|p| unsafe { p.replace(MaybeUninit::new(item)).assume_init() });
+                        let old = slot.value.with_mut(|p| unsafe {
+                            p.replace(MaybeUninit::new(item)).assume_init()
+                        });
                         slot.stamp.store(tail + 1, Ordering::Release);
                         return Some(old);
                     }
@@ -349,7 +369,9 @@ impl<T> Ring<T> {
     pub fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> usize {
         let mut taken = 0;
         while taken < max {
-            let Ok((head, count)) = self.claim_pop(max - taken) else { break };
+            let Ok((head, count)) = self.claim_pop(max - taken) else {
+                break;
+            };
             out.reserve(count);
             for i in 0..count {
                 out.push(self.take(head + i));
@@ -360,13 +382,22 @@ impl<T> Ring<T> {
     }
 
     /// [`pop_batch`](Self::pop_batch) that says why it stopped when it took nothing.
-    pub(crate) fn pop_batch_or_status(&self, out: &mut Vec<T>, max: usize) -> Result<usize, Blocked> {
+    pub(crate) fn pop_batch_or_status(
+        &self,
+        out: &mut Vec<T>,
+        max: usize,
+    ) -> Result<usize, Blocked> {
         let (head, count) = self.claim_pop(max.max(1))?;
         out.reserve(count);
         for i in 0..count {
             out.push(self.take(head + i));
         }
-        Ok(count + if count < max { self.pop_batch(out, max - count) } else { 0 })
+        Ok(count
+            + if count < max {
+                self.pop_batch(out, max - count)
+            } else {
+                0
+            })
     }
 
     /// Claims up to `want` published slots from the head.
@@ -381,11 +412,18 @@ impl<T> Ring<T> {
             if stamp == head + 1 {
                 let room = want.min(self.cap - index);
                 let mut count = 1;
-                while count < room && self.buffer[index + count].stamp.load(Ordering::Acquire) == head + count + 1 {
+                while count < room
+                    && self.buffer[index + count].stamp.load(Ordering::Acquire) == head + count + 1
+                {
                     count += 1;
                 }
                 let new_head = self.advance(head, count);
-                match self.head.compare_exchange_weak(head, new_head, Ordering::SeqCst, Ordering::Relaxed) {
+                match self.head.compare_exchange_weak(
+                    head,
+                    new_head,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => return Ok((head, count)),
                     Err(current) => {
                         backoff(&mut contended);
@@ -426,7 +464,8 @@ impl<T> Ring<T> {
         // stamp (acquired) said its value was published; it is read exactly
         // once, here, before the stamp frees the slot for the next lap.
         let value = slot.value.with(|p| unsafe { p.read().assume_init() });
-        slot.stamp.store(pos.wrapping_add(self.one_lap), Ordering::Release);
+        slot.stamp
+            .store(pos.wrapping_add(self.one_lap), Ordering::Release);
         value
     }
 
@@ -499,6 +538,9 @@ impl<T> Drop for Ring<T> {
 
 impl<T> fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ring").field("capacity", &self.cap).field("len", &self.len()).finish()
+        f.debug_struct("Ring")
+            .field("capacity", &self.cap)
+            .field("len", &self.len())
+            .finish()
     }
 }

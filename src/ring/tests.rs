@@ -236,7 +236,8 @@ fn mpmc_with_force_push_accounts_for_every_item() {
     let evicted = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let (ring, popped, evicted) = (Arc::clone(&ring), Arc::clone(&popped), Arc::clone(&evicted));
+            let (ring, popped, evicted) =
+                (Arc::clone(&ring), Arc::clone(&popped), Arc::clone(&evicted));
             thread::spawn(move || {
                 for i in 0..per {
                     if ring.force_push(i).is_some() {
@@ -253,5 +254,8 @@ fn mpmc_with_force_push_accounts_for_every_item() {
         h.join().unwrap();
     }
     let left = ring.len();
-    assert_eq!(popped.load(Ordering::Relaxed) + evicted.load(Ordering::Relaxed) + left, threads * per);
+    assert_eq!(
+        popped.load(Ordering::Relaxed) + evicted.load(Ordering::Relaxed) + left,
+        threads * per
+    );
 }

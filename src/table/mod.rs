@@ -58,6 +58,9 @@ pub(crate) struct Shard<K, V> {
     merged: u64,
 }
 
+/// A shard behind its lock, alone on its cache lines.
+type PaddedShard<K, V> = CachePadded<Mutex<Shard<K, V>>>;
+
 /// Why [`ShardedTable::try_upsert`] handed a pair back.
 #[derive(Debug)]
 pub(crate) enum Refused<K, V> {
@@ -79,7 +82,7 @@ pub(crate) enum Refused<K, V> {
 /// [`retain`](Self::retain)) run while their shard is locked: they must not
 /// call back into the same table.
 pub struct ShardedTable<K, V, S = FastBuildHasher> {
-    shards: Box<[CachePadded<Mutex<Shard<K, V>>>]>,
+    shards: Box<[PaddedShard<K, V>]>,
     shard_bits: u32,
     shard_capacity: usize,
     hasher: S,
@@ -106,7 +109,12 @@ impl<K, V> ShardedTable<K, V, FastBuildHasher> {
 
     /// A builder to choose shards, capacity and hasher.
     pub fn builder() -> ShardedTableBuilder<K, V, FastBuildHasher> {
-        ShardedTableBuilder { shards: None, capacity: 0, hasher: FastBuildHasher, _types: std::marker::PhantomData }
+        ShardedTableBuilder {
+            shards: None,
+            capacity: 0,
+            hasher: FastBuildHasher,
+            _types: std::marker::PhantomData,
+        }
     }
 }
 
@@ -118,7 +126,9 @@ impl<K, V> Default for ShardedTable<K, V, FastBuildHasher> {
 
 impl<K, V, S> fmt::Debug for ShardedTable<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShardedTable").field("shards", &self.shards.len()).finish_non_exhaustive()
+        f.debug_struct("ShardedTable")
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -149,7 +159,12 @@ impl<K, V, S> ShardedTableBuilder<K, V, S> {
 
     /// The hasher for keys.
     pub fn hasher<S2>(self, hasher: S2) -> ShardedTableBuilder<K, V, S2> {
-        ShardedTableBuilder { shards: self.shards, capacity: self.capacity, hasher, _types: self._types }
+        ShardedTableBuilder {
+            shards: self.shards,
+            capacity: self.capacity,
+            hasher,
+            _types: self._types,
+        }
     }
 
     /// Builds the table.
@@ -159,7 +174,11 @@ impl<K, V, S> ShardedTableBuilder<K, V, S> {
     pub fn build(self) -> Result<ShardedTable<K, V, S>, ConfigError> {
         let shards = self.shards.unwrap_or_else(default_shards);
         if shards == 0 || !shards.is_power_of_two() || shards > MAX_SHARDS {
-            let hint = if shards == 0 { 1 } else { shards.next_power_of_two().min(MAX_SHARDS) };
+            let hint = if shards == 0 {
+                1
+            } else {
+                shards.next_power_of_two().min(MAX_SHARDS)
+            };
             return Err(ConfigError::new(
                 "shards",
                 format!("{shards} is not a power of two between 1 and {MAX_SHARDS}; use {hint}"),
@@ -183,7 +202,12 @@ impl<K, V, S> ShardedTable<K, V, S> {
                 }))
             })
             .collect();
-        Self { shard_bits: shards_bits(&shards), shards, shard_capacity, hasher }
+        Self {
+            shard_bits: shards_bits(&shards),
+            shards,
+            shard_capacity,
+            hasher,
+        }
     }
 
     /// An empty table with [`default_shards`] shards and the given hasher.
@@ -204,7 +228,10 @@ impl<K, V, S> ShardedTable<K, V, S> {
     /// Number of pairs present. Locks each shard in turn, so under concurrent
     /// writes it is a moment-by-moment sum, not a snapshot.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.lock().live.len()).sum()
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().live.len())
+            .sum()
     }
 
     /// `true` when no shard holds a pair (same caveat as [`len`](Self::len)).
@@ -243,7 +270,11 @@ impl<K, V, S> ShardedTable<K, V, S> {
     /// Dropping the iterator early drops the rest of the shard being read
     /// (like [`Vec::drain`]) and leaves the shards not yet reached untouched.
     pub fn drain(&self) -> Drain<'_, K, V, S> {
-        Drain { table: self, next_shard: 0, current: None }
+        Drain {
+            table: self,
+            next_shard: 0,
+            current: None,
+        }
     }
 
     /// Swaps out shard `index`'s storage; the caller empties it and hands it
@@ -342,7 +373,9 @@ where
     #[inline]
     pub fn upsert(&self, key: K, value: V, merge: impl FnOnce(&mut V, V)) -> Upsert {
         let hash = self.hash(&key);
-        self.lock_shard(self.shard_of(hash)).live.upsert(hash as u32, key, value, merge)
+        self.lock_shard(self.shard_of(hash))
+            .live
+            .upsert(hash as u32, key, value, merge)
     }
 
     /// Like [`upsert`](Self::upsert), but hands the pair back once the table
@@ -363,7 +396,10 @@ where
         if shard.closed {
             return Err(Refused::Closed(key, value));
         }
-        match shard.live.upsert_with(hash as u32, key, value, merge, admit) {
+        match shard
+            .live
+            .upsert_with(hash as u32, key, value, merge, admit)
+        {
             Ok(Upsert::Inserted) => {
                 shard.inserted += u64::from(count);
                 Ok(Upsert::Inserted)
@@ -440,7 +476,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        self.lock_shard(self.shard_of(hash)).live.remove(hash as u32, key)
+        self.lock_shard(self.shard_of(hash))
+            .live
+            .remove(hash as u32, key)
     }
 
     /// A copy of every pair, taken shard by shard (each shard consistent in
@@ -465,7 +503,11 @@ where
             let shard = shard.lock();
             shard.live.check_invariants();
             for (key, _) in shard.live.entries() {
-                assert_eq!(self.shard_of(self.hash(key)), index, "key in the wrong shard");
+                assert_eq!(
+                    self.shard_of(self.hash(key)),
+                    index,
+                    "key in the wrong shard"
+                );
             }
         }
     }
@@ -511,7 +553,9 @@ impl<K, V, S> Drop for Drain<'_, K, V, S> {
 
 impl<K, V, S> fmt::Debug for Drain<'_, K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Drain").field("next_shard", &self.next_shard).finish_non_exhaustive()
+        f.debug_struct("Drain")
+            .field("next_shard", &self.next_shard)
+            .finish_non_exhaustive()
     }
 }
 

@@ -45,7 +45,10 @@ struct Bucket {
 const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 
 impl Bucket {
-    const EMPTY: Bucket = Bucket { tags: [EMPTY; 16], index: [0; SLOTS] };
+    const EMPTY: Bucket = Bucket {
+        tags: [EMPTY; 16],
+        index: [0; SLOTS],
+    };
 
     #[inline(always)]
     fn word(&self) -> group::Word {
@@ -58,7 +61,10 @@ impl Bucket {
 /// per slot; `lowest` turns the lowest into a slot number.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod group {
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8, _mm_setzero_si128};
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        _mm_setzero_si128,
+    };
 
     use super::SLOTS;
 
@@ -291,7 +297,8 @@ impl<K, V> RawTable<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.find(hash, key).map(|(_, _, entry)| &self.entries[entry].1)
+        self.find(hash, key)
+            .map(|(_, _, entry)| &self.entries[entry].1)
     }
 
     #[inline]
@@ -300,7 +307,8 @@ impl<K, V> RawTable<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.find(hash, key).map(|(_, _, entry)| &mut self.entries[entry].1)
+        self.find(hash, key)
+            .map(|(_, _, entry)| &mut self.entries[entry].1)
     }
 
     /// Inserts `(key, value)`, or merges `value` into the present value.
@@ -308,7 +316,13 @@ impl<K, V> RawTable<K, V> {
     /// If `merge` panics, the entry is removed (its value is in an unknown
     /// state) and the panic resumes; the table stays consistent.
     #[inline]
-    pub(crate) fn upsert(&mut self, hash: u32, key: K, value: V, merge: impl FnOnce(&mut V, V)) -> Upsert
+    pub(crate) fn upsert(
+        &mut self,
+        hash: u32,
+        key: K,
+        value: V,
+        merge: impl FnOnce(&mut V, V),
+    ) -> Upsert
     where
         K: Eq,
     {
@@ -356,7 +370,11 @@ impl<K, V> RawTable<K, V> {
     /// Probes once for `key`: `Ok` with its position, or `Err` with the first
     /// free slot on its probe path (`None` when the index is unallocated).
     #[inline]
-    fn find_or_free(&self, hash: u32, key: &K) -> Result<(usize, usize, usize), Option<(usize, usize)>>
+    fn find_or_free(
+        &self,
+        hash: u32,
+        key: &K,
+    ) -> Result<(usize, usize, usize), Option<(usize, usize)>>
     where
         K: Eq,
     {
@@ -411,14 +429,19 @@ impl<K, V> RawTable<K, V> {
     #[inline]
     fn insert_new(&mut self, hash: u32, key: K, value: V, free: Option<(usize, usize)>) {
         let (b, slot) = match free {
-            Some((b, slot)) if self.growth_left > 0 || self.buckets[b].tags[slot] == DELETED => (b, slot),
+            Some((b, slot)) if self.growth_left > 0 || self.buckets[b].tags[slot] == DELETED => {
+                (b, slot)
+            }
             _ => {
                 self.grow();
                 self.first_free(hash).expect("a grown index has free slots")
             }
         };
         let entry = self.entries.len();
-        assert!(entry < u32::MAX as usize, "a shard holds at most 2^32 - 1 entries");
+        assert!(
+            entry < u32::MAX as usize,
+            "a shard holds at most 2^32 - 1 entries"
+        );
         let bucket = &mut self.buckets[b];
         if bucket.tags[slot] == EMPTY {
             self.growth_left -= 1;
@@ -590,9 +613,14 @@ impl<K, V> RawTable<K, V> {
         }
         assert!(seen.iter().all(|&s| s), "an entry is not indexed");
         assert_eq!(full, self.entries.len());
-        assert_eq!(full + deleted, capacity_of(self.buckets.len()) - self.growth_left);
+        assert_eq!(
+            full + deleted,
+            capacity_of(self.buckets.len()) - self.growth_left
+        );
         for (entry, (key, _)) in self.entries.iter().enumerate() {
-            let (_, _, found) = self.find(self.hashes[entry], key).expect("every key is reachable");
+            let (_, _, found) = self
+                .find(self.hashes[entry], key)
+                .expect("every key is reachable");
             assert_eq!(found, entry);
         }
     }
@@ -665,7 +693,11 @@ mod tests {
         }
         t.check_invariants();
         assert_eq!(t.len(), 0);
-        assert!(t.buckets.len() <= buckets * 2, "{} buckets", t.buckets.len());
+        assert!(
+            t.buckets.len() <= buckets * 2,
+            "{} buckets",
+            t.buckets.len()
+        );
     }
 
     #[test]

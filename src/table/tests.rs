@@ -20,12 +20,19 @@ fn scaled(n: usize) -> usize {
 #[test]
 fn builder_validates_shards() {
     for bad in [0usize, 3, 6, 1 << 17] {
-        let err = ShardedTable::<u64, u64>::builder().shards(bad).build().unwrap_err();
+        let err = ShardedTable::<u64, u64>::builder()
+            .shards(bad)
+            .build()
+            .unwrap_err();
         assert_eq!(err.setting(), "shards");
     }
     let largest = if cfg!(miri) { 64 } else { 1 << 16 };
     for good in [1usize, 2, 64, largest] {
-        let t = ShardedTable::<u64, u64>::builder().shards(good).capacity(100).build().unwrap();
+        let t = ShardedTable::<u64, u64>::builder()
+            .shards(good)
+            .capacity(100)
+            .build()
+            .unwrap();
         assert_eq!(t.shards(), good);
     }
     assert_eq!(ShardedTable::<u64, u64>::new().shards(), default_shards());
@@ -83,7 +90,9 @@ fn dropping_a_drain_early_leaves_unreached_shards() {
     drop(drain);
     // Only the first reached shard was taken; the others are intact.
     let remaining = t.snapshot();
-    assert!(remaining.iter().all(|(k, _)| t.shard_of(t.hash(k)) != shard));
+    assert!(remaining
+        .iter()
+        .all(|(k, _)| t.shard_of(t.hash(k)) != shard));
     assert!(!remaining.is_empty());
     t.check_invariants();
 }
@@ -100,7 +109,13 @@ fn retain_clear_snapshot() {
     });
     let mut snap = t.snapshot();
     snap.sort_unstable();
-    assert_eq!(snap, (0..1_000u64).step_by(4).map(|k| (k, 2 * k)).collect::<Vec<_>>());
+    assert_eq!(
+        snap,
+        (0..1_000u64)
+            .step_by(4)
+            .map(|k| (k, 2 * k))
+            .collect::<Vec<_>>()
+    );
     t.clear();
     assert_eq!(t.len(), 0);
     assert!(t.snapshot().is_empty());
@@ -112,12 +127,16 @@ fn panicking_merge_never_poisons_a_shard() {
     let t: ShardedTable<u64, u64> = ShardedTable::builder().shards(1).build().unwrap();
     t.upsert(1, 1, sum);
     t.upsert(2, 2, sum);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.upsert(1, 1, |_, _| panic!("merge"))));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.upsert(1, 1, |_, _| panic!("merge"))
+    }));
     assert!(r.is_err());
     assert_eq!(t.get(&1), None);
     assert_eq!(t.get(&2), Some(2));
     assert_eq!(t.upsert(1, 3, sum), Upsert::Inserted);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.retain(|_, _| panic!("retain"))));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.retain(|_, _| panic!("retain"))
+    }));
     assert!(r.is_err());
     assert_eq!(t.len(), 2);
     t.check_invariants();
@@ -133,8 +152,10 @@ fn keys_crafted_to_collide_in_fnv_low_bits_do_not_degrade_to_a_scan() {
         .collect();
     let distinct: std::collections::HashSet<_> = keys.iter().collect();
     assert_eq!(distinct.len(), n);
-    let raw_low: std::collections::HashSet<u64> =
-        keys.iter().map(|k| crate::hash::raw_fnv1a(k) & 0xf).collect();
+    let raw_low: std::collections::HashSet<u64> = keys
+        .iter()
+        .map(|k| crate::hash::raw_fnv1a(k) & 0xf)
+        .collect();
     assert_eq!(raw_low.len(), 1);
 
     let t: ShardedTable<[u8; 6], u64> = ShardedTable::builder().shards(1).build().unwrap();
@@ -165,14 +186,19 @@ fn seeded_hasher_table_works() {
 
 #[test]
 fn concurrent_upserts_and_drains_lose_nothing() {
-    let t: Arc<ShardedTable<u64, u64>> = Arc::new(ShardedTable::builder().shards(4).build().unwrap());
+    let t: Arc<ShardedTable<u64, u64>> =
+        Arc::new(ShardedTable::builder().shards(4).build().unwrap());
     let writers = 3;
     let per_writer = scaled(50_000) as u64;
     let keys = 64u64;
     let drained_total = Arc::new(AtomicU64::new(0));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let drainer = {
-        let (t, total, done) = (Arc::clone(&t), Arc::clone(&drained_total), Arc::clone(&done));
+        let (t, total, done) = (
+            Arc::clone(&t),
+            Arc::clone(&drained_total),
+            Arc::clone(&done),
+        );
         std::thread::spawn(move || {
             let mut per_key: HashMap<u64, u64> = HashMap::new();
             while !done.load(Ordering::Acquire) {
