@@ -32,8 +32,8 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::unnecessary_safety_comment)]
 
 pub mod aggregator;
-mod error;
 pub mod channel;
+mod error;
 pub mod hash;
 pub mod merge;
 pub mod ring;
@@ -41,7 +41,9 @@ mod sync;
 pub mod table;
 pub mod topology;
 
-pub use aggregator::{AddError, Aggregator, AggregatorBuilder, AggregatorStats, OnFull, ShutdownReport};
+pub use aggregator::{
+    AddError, Aggregator, AggregatorBuilder, AggregatorStats, OnFull, ShutdownReport,
+};
 pub use error::ConfigError;
 pub use table::{Drain, ShardedTable, ShardedTableBuilder, Upsert};
 
