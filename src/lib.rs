@@ -12,6 +12,9 @@
 //! - [`ring::Ring`] and [`channel`]: a bounded lock-free MPMC ring with batch
 //!   claims and drop-oldest, and blocking/async channels over it with an
 //!   explicit [`Overflow`](channel::Overflow) policy.
+//! - [`SerialWriter`](writer::SerialWriter): many threads write records, one
+//!   thread owns the sink, with coalescing, hooks, a flush handshake and a
+//!   close report.
 //! - [`topology`]: CPUs, physical cores and NUMA nodes; per-core pinning.
 //!
 //! ```
@@ -40,12 +43,14 @@ pub mod ring;
 mod sync;
 pub mod table;
 pub mod topology;
+pub mod writer;
 
 pub use aggregator::{
     AddError, Aggregator, AggregatorBuilder, AggregatorStats, OnFull, ShutdownReport,
 };
 pub use error::ConfigError;
 pub use table::{Drain, ShardedTable, ShardedTableBuilder, Upsert};
+pub use writer::{SerialWriter, SerialWriterBuilder, WriterHandle};
 
 /// The README's code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -153,6 +153,29 @@ impl AtomicUsizeExt for atomic::AtomicUsize {
     }
 }
 
+/// A small number fixed per thread (0, 1, 2, ... in order of first use),
+/// for spreading threads over per-thread or per-core slots.
+#[cfg(not(sheaf_loom))]
+#[inline]
+pub(crate) fn thread_slot() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    std::thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    SLOT.try_with(|s| *s).unwrap_or(0)
+}
+
+/// Under loom: the thread's index within the execution. (Hashing loom's
+/// `ThreadId` would mix in the execution id and make replays diverge; its
+/// Debug form, `ThreadId(n)`, is the index.)
+#[cfg(sheaf_loom)]
+pub(crate) fn thread_slot() -> usize {
+    let id = format!("{:?}", thread::current().id());
+    id.bytes()
+        .filter(u8::is_ascii_digit)
+        .fold(0, |n, d| n * 10 + usize::from(d - b'0'))
+}
+
 /// Number of CPUs the process may use; loom models pretend there are two so
 /// structures sized from it stay small.
 pub(crate) fn available_cpus() -> usize {

@@ -731,27 +731,12 @@ where
     #[inline]
     fn stripe_index(&self) -> usize {
         let n = self.stripes.len();
-        #[cfg(not(sheaf_loom))]
-        {
+        if !cfg!(sheaf_loom) {
             if let Some(cpu) = crate::topology::current_cpu_cached() {
                 return self.stripe_of_cpu.get(cpu).map_or(cpu % n, |&s| s as usize);
             }
-            thread_local! {
-                static SLOT: usize = {
-                    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                };
-            }
-            SLOT.with(|slot| slot % n)
         }
-        #[cfg(sheaf_loom)]
-        {
-            use std::hash::{BuildHasher, BuildHasherDefault};
-            let id = thread::current().id();
-            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id)
-                as usize
-                % n
-        }
+        crate::sync::thread_slot() % n
     }
 
     fn admit_key(&self, max: usize) -> bool {

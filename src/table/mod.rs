@@ -364,7 +364,9 @@ where
     /// ```
     /// let t = sheaf::ShardedTable::<u64, u64>::new();
     /// t.upsert(1, 10, |a, b| *a += b);
-    /// let r = std::panic::catch_unwind(|| t.upsert(1, 1, |_, _| panic!("bad merge")));
+    /// let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    ///     t.upsert(1, 1, |_, _| panic!("bad merge"))
+    /// }));
     /// assert!(r.is_err());
     /// assert_eq!(t.get(&1), None); // removed
     /// t.upsert(1, 5, |a, b| *a += b); // and usable

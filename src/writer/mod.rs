@@ -39,15 +39,26 @@
 //!
 //! # Queue
 //!
-//! The queue is a set of shards, each a byte buffer behind its own lock; a
-//! thread appends to its own shard, so producers do not contend with each
-//! other and a record costs one copy and no allocation. The writer thread
-//! swaps whole shard buffers out, cuts them into sink calls of up to
+//! The queue is a set of shards, each a list of fixed-size byte chunks
+//! behind its own lock. A thread appends to its own shard, so producers do
+//! not contend with each other, and a record costs one copy into the
+//! current chunk: no allocation, since chunks are recycled (a shard gets
+//! back the chunks its own records came in, which its core wrote last). The
+//! writer thread swaps a shard's chunks out in one short critical section,
+//! cuts them into sink calls of up to
 //! [`coalesce`](SerialWriterBuilder::coalesce) bytes at record boundaries
 //! (small pieces are gathered into one reused buffer), and hands each to the
 //! sink in one `write_all`. A channel of one boxed record per item (what
 //! `tracing-appender` does) would cost an allocation and a cross-thread free
 //! per record, which is what this layout avoids.
+//!
+//! After a cycle that found less than one sink call's worth of records the
+//! writer thread [lingers](SerialWriterBuilder::linger) (100 µs by default)
+//! before it looks again, so that a steady stream of small records becomes
+//! few large sink calls instead of a wake-up every few records. A producer
+//! that finds its shard four chunks ahead of the writer thread yields its
+//! time slice once per new chunk: on a machine with fewer cores than busy
+//! threads that is what lets the writer thread run.
 //!
 //! The queue is bounded in records ([`capacity_items`](SerialWriterBuilder::capacity_items))
 //! and bytes ([`capacity_bytes`](SerialWriterBuilder::capacity_bytes)); a
@@ -57,9 +68,12 @@
 //! drop the new record, evict the oldest queued records, or refuse. A record
 //! larger than the byte capacity is refused at once
 //! ([`WriteError::TooLarge`]), never waited for. Room is handed to shards in
-//! chunks (a quarter of the capacity spread over the shards), so a writer
+//! portions (a quarter of the capacity spread over the shards), so a writer
 //! may find the queue full while up to a quarter of it is reserved by other
-//! shards that hold records; the capacity itself is never exceeded.
+//! shards that hold records; the capacity itself is never exceeded. Under
+//! `DropOldest`, records already in the writer thread's hands cannot be
+//! evicted: when every queued record is, the new one is dropped instead
+//! (counted in `dropped_newest`).
 //!
 //! # Nothing silently lost
 //!
@@ -73,6 +87,7 @@
 //! [`Overflow::DropNewest`], counted in `dropped_newest`.
 
 mod handle;
+mod lifecycle;
 mod queue;
 mod stats;
 mod worker;
@@ -91,14 +106,21 @@ use crate::ConfigError;
 use queue::Queue;
 use worker::{Inner, Settings, SinkOps, Typed};
 
-/// Default [`capacity_items`](SerialWriterBuilder::capacity_items).
-pub const DEFAULT_CAPACITY_ITEMS: usize = 65_536;
-/// Default [`capacity_bytes`](SerialWriterBuilder::capacity_bytes): 16 MiB.
-pub const DEFAULT_CAPACITY_BYTES: usize = 16 << 20;
+/// Default [`capacity_items`](SerialWriterBuilder::capacity_items): 1 Mi records.
+pub const DEFAULT_CAPACITY_ITEMS: usize = 1 << 20;
+/// Default [`capacity_bytes`](SerialWriterBuilder::capacity_bytes): 32 MiB.
+pub const DEFAULT_CAPACITY_BYTES: usize = 32 << 20;
 /// Default [`coalesce`](SerialWriterBuilder::coalesce) size: 64 KiB.
 pub const DEFAULT_COALESCE: usize = 64 << 10;
 /// Default [`errors_kept`](SerialWriterBuilder::errors_kept).
 pub const DEFAULT_ERRORS_KEPT: usize = 32;
+/// Default [`linger`](SerialWriterBuilder::linger): 100 µs (zero in loom
+/// models, which have no clock).
+pub const DEFAULT_LINGER: Duration = if cfg!(sheaf_loom) {
+    Duration::ZERO
+} else {
+    Duration::from_micros(100)
+};
 /// Default [`drop_deadline`](SerialWriterBuilder::drop_deadline).
 pub const DEFAULT_DROP_DEADLINE: Duration = Duration::from_secs(1);
 /// Most shards a queue can have.
@@ -128,7 +150,9 @@ impl<F> fmt::Debug for FnSink<F> {
 }
 
 type SyncHook<W> = Box<dyn FnMut(&mut W) -> io::Result<()> + Send>;
-type AsyncHook = Arc<dyn Fn() + Send + Sync>;
+/// Shared with each hook run's thread; a plain `std` `Arc` (loom's cannot
+/// hold a `dyn` value, and the async hook is not part of the loom models).
+type AsyncHook = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// Configures a [`SerialWriter`]; see [`SerialWriter::builder`].
 pub struct SerialWriterBuilder<W> {
@@ -141,6 +165,7 @@ pub struct SerialWriterBuilder<W> {
     async_hook: Option<(Duration, Option<usize>, AsyncHook)>,
     errors_kept: usize,
     flush_when_idle: bool,
+    linger: Duration,
     drop_deadline: Duration,
     shards: Option<usize>,
     thread_name: String,
@@ -157,6 +182,7 @@ impl<W> fmt::Debug for SerialWriterBuilder<W> {
             .field("async_every", &self.async_hook.as_ref().map(|a| (a.0, a.1)))
             .field("errors_kept", &self.errors_kept)
             .field("flush_when_idle", &self.flush_when_idle)
+            .field("linger", &self.linger)
             .field("drop_deadline", &self.drop_deadline)
             .field("shards", &self.shards)
             .field("thread_name", &self.thread_name)
@@ -197,7 +223,11 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
     /// it returns is recorded; a panic in it is caught and recorded. It also
     /// runs at [`SerialWriter::sync_now`] and once more at
     /// [`close`](SerialWriter::close) and [`stop`](SerialWriter::stop).
-    pub fn sync_every(mut self, period: Duration, hook: impl FnMut(&mut W) -> io::Result<()> + Send + 'static) -> Self {
+    pub fn sync_every(
+        mut self,
+        period: Duration,
+        hook: impl FnMut(&mut W) -> io::Result<()> + Send + 'static,
+    ) -> Self {
         self.sync = Some((period, Box::new(hook)));
         self
     }
@@ -206,8 +236,13 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
     /// thread), with at most `max_concurrent` runs at once (`None`: no
     /// limit). A tick that finds the limit reached is skipped and counted
     /// in `async_skipped`; a panic in the hook is caught and recorded.
-    pub fn async_every(mut self, period: Duration, max_concurrent: Option<usize>, hook: impl Fn() + Send + Sync + 'static) -> Self {
-        self.async_hook = Some((period, max_concurrent, Arc::new(hook)));
+    pub fn async_every(
+        mut self,
+        period: Duration,
+        max_concurrent: Option<usize>,
+        hook: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        self.async_hook = Some((period, max_concurrent, std::sync::Arc::new(hook)));
         self
     }
 
@@ -222,6 +257,18 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
     /// buffered sink does not sit on the last records until the next flush.
     pub fn flush_when_idle(mut self, on: bool) -> Self {
         self.flush_when_idle = on;
+        self
+    }
+
+    /// How long the writer thread sleeps after a cycle that found less than
+    /// one sink call's worth of records (default [`DEFAULT_LINGER`]), so
+    /// that under a steady trickle of records it makes fewer, larger sink
+    /// calls and does not contend with the producers for every few records.
+    /// Producers do not wake it meanwhile; a flush, stop or close does.
+    /// After an idle period the first record wakes it at once. `ZERO`: never
+    /// linger.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 
@@ -253,44 +300,83 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
     /// writer thread could not be started.
     pub fn build(self) -> Result<SerialWriter, ConfigError> {
         if self.capacity_items == 0 {
-            return Err(ConfigError::new("capacity_items", "0 cannot hold a record; use 1 or more"));
+            return Err(ConfigError::new(
+                "capacity_items",
+                "0 cannot hold a record; use 1 or more",
+            ));
         }
         if self.capacity_bytes == 0 {
-            return Err(ConfigError::new("capacity_bytes", "0 cannot hold a record; use 1 or more"));
+            return Err(ConfigError::new(
+                "capacity_bytes",
+                "0 cannot hold a record; use 1 or more",
+            ));
         }
         if self.sync.as_ref().is_some_and(|s| s.0.is_zero()) {
-            return Err(ConfigError::new("sync_every", "a zero period would run the hook in a busy loop; use a positive duration"));
+            return Err(ConfigError::new(
+                "sync_every",
+                "a zero period would run the hook in a busy loop; use a positive duration",
+            ));
         }
         if let Some((period, max, _)) = &self.async_hook {
             if period.is_zero() {
-                return Err(ConfigError::new("async_every", "a zero period would start hooks in a busy loop; use a positive duration"));
+                return Err(ConfigError::new(
+                    "async_every",
+                    "a zero period would start hooks in a busy loop; use a positive duration",
+                ));
             }
             if *max == Some(0) {
-                return Err(ConfigError::new("async_every", "max_concurrent Some(0) never runs the hook; use Some(1) or more, or None"));
+                return Err(ConfigError::new(
+                    "async_every",
+                    "max_concurrent Some(0) never runs the hook; use Some(1) or more, or None",
+                ));
             }
         }
         let shards = self.shards.unwrap_or_else(default_shards);
         if shards == 0 || shards > MAX_SHARDS {
-            return Err(ConfigError::new("shards", format!("{shards} is out of range; use 1 to {MAX_SHARDS}")));
+            return Err(ConfigError::new(
+                "shards",
+                format!("{shards} is out of range; use 1 to {MAX_SHARDS}"),
+            ));
         }
         let (sync_period, hook) = match self.sync {
             Some((period, hook)) => (Some(period), Some(hook)),
             None => (None, None),
         };
-        let sink: Box<dyn SinkOps> = Box::new(Typed { sink: self.sink, sync: hook });
+        let sink: Box<dyn SinkOps> = Box::new(Typed {
+            sink: self.sink,
+            sync: hook,
+        });
         let settings = Settings {
             coalesce: self.coalesce,
             sync_period,
             async_hook: self.async_hook,
             errors_kept: self.errors_kept,
             flush_when_idle: self.flush_when_idle,
+            linger: self.linger,
             thread_name: self.thread_name,
         };
-        let queue = Queue::new(shards, self.capacity_items, self.capacity_bytes, self.overflow);
+        let chunk = if self.coalesce == 0 {
+            DEFAULT_COALESCE
+        } else {
+            self.coalesce.clamp(4 << 10, 1 << 20)
+        };
+        let queue = Queue::new(
+            shards,
+            self.capacity_items,
+            self.capacity_bytes,
+            self.overflow,
+            chunk,
+        );
         let inner = Arc::new(Inner::new(queue, settings, sink));
-        match inner.start() {
-            Ok(()) => Ok(SerialWriter { inner, drop_deadline: self.drop_deadline }),
-            Err(e) => Err(ConfigError::new("thread", format!("could not start the writer thread: {e}"))),
+        match Inner::start(&inner) {
+            Ok(()) => Ok(SerialWriter {
+                inner,
+                drop_deadline: self.drop_deadline,
+            }),
+            Err(e) => Err(ConfigError::new(
+                "thread",
+                format!("could not start the writer thread: {e}"),
+            )),
         }
     }
 }
@@ -361,6 +447,7 @@ impl SerialWriter {
             async_hook: None,
             errors_kept: DEFAULT_ERRORS_KEPT,
             flush_when_idle: true,
+            linger: DEFAULT_LINGER,
             drop_deadline: DEFAULT_DROP_DEADLINE,
             shards: None,
             thread_name: "sheaf-writer".to_string(),
@@ -389,7 +476,7 @@ impl SerialWriter {
     /// [`LifecycleError::StillStopping`] when the previous thread still owns
     /// the sink, or [`LifecycleError::Spawn`].
     pub fn start(&self) -> Result<(), LifecycleError> {
-        self.inner.start()
+        Inner::start(&self.inner)
     }
 
     /// Stops the writer thread: it writes what is queued when it sees the
@@ -411,7 +498,7 @@ impl SerialWriter {
     /// Those of `stop` (except `NotRunning`, which is ignored) and `start`.
     pub fn restart(&self, deadline: Duration) -> Result<(), LifecycleError> {
         match self.inner.stop(deadline) {
-            Ok(()) | Err(LifecycleError::NotRunning) => self.inner.start(),
+            Ok(()) | Err(LifecycleError::NotRunning) => Inner::start(&self.inner),
             Err(e) => Err(e),
         }
     }
@@ -438,7 +525,7 @@ impl SerialWriter {
     /// sink calls. Idempotent: a later call returns the first report (a
     /// concurrent one waits for it up to its own deadline).
     pub fn close(&self, deadline: Duration) -> CloseReport {
-        self.inner.close(deadline)
+        Inner::close(&self.inner, deadline)
     }
 
     /// Returns once every record accepted before the call (through any
@@ -482,7 +569,7 @@ impl SerialWriter {
 impl Drop for SerialWriter {
     fn drop(&mut self) {
         if !self.inner.queue.closed.load(Ordering::Acquire) {
-            self.inner.close(self.drop_deadline);
+            Inner::close(&self.inner, self.drop_deadline);
         }
     }
 }
