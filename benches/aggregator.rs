@@ -2,8 +2,9 @@
 //!
 //! - `aggregator/hot5`: 5 hot `&'static str` keys, every add merges +1,
 //!   1/2/8 threads (8 = oversubscribed on 2 cores). sheaf's aggregator
-//!   (per-core combining, its own FNV-1a hasher) against the maps a user
-//!   would otherwise reach for, each given foldhash.
+//!   (per-core combining; `sheaf` with foldhash like every peer,
+//!   `sheaf-fast` with its own FNV-1a hasher) against the maps a user would
+//!   otherwise reach for.
 //! - `aggregator/seed`: the dataAggregator README's headline — 1,000,000 adds
 //!   from 1,000 already-spawned threads over 1,000 keys, timed from the
 //!   barrier that releases them to the last value counted by the consumer.
@@ -60,6 +61,29 @@ fn hot5(c: &mut Criterion) {
     for threads in thread_counts(&[1, 2, 8]) {
         group.bench_with_input(
             BenchmarkId::new("sheaf", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    let agg = Aggregator::<&'static str, u64>::builder()
+                        .merge_with(Sum)
+                        .hasher(Foldhash::default())
+                        .build()
+                        .unwrap();
+                    let time = (0..iters)
+                        .map(|_| {
+                            timed_threads(threads, HOT_OPS, |t, i| {
+                                drop(agg.add(HOT[(i as usize + t) % 5], 1))
+                            })
+                        })
+                        .sum();
+                    let total: u64 = HOT.iter().map(|k| agg.get(k).unwrap_or(0)).sum();
+                    assert_eq!(total, iters * (HOT_OPS / threads as u64) * threads as u64);
+                    time
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("sheaf-fast", threads),
             &threads,
             |b, &threads| {
                 b.iter_custom(|iters| {

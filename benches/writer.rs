@@ -29,7 +29,8 @@
 //! Groups (`writer/<workload>`, parameter = producer threads):
 //! - `writer/throughput-64B`, `writer/throughput-512B`: 400,000 records of
 //!   64 or 512 bytes per iteration, split over 2 or 8 producers, into
-//!   `File::create("/dev/null")`.
+//!   `File::create("/dev/null")`; `writer/throughput-64B-file` writes to an
+//!   unlinked temporary file on disk instead.
 //! - `writer/slow-sink-latency`: 2 producers × 200,000 records of 64 bytes
 //!   into a sink that sleeps 1 ms on every 1,000th `write` call it receives
 //!   (an fsync, say; the count runs on across iterations). An implementation that batches records into fewer,
@@ -469,9 +470,18 @@ fn devnull() -> File {
     File::create("/dev/null").expect("/dev/null")
 }
 
+/// An unlinked temporary file on disk: the "to a file" sink.
+fn tempfile() -> File {
+    tempfile::tempfile().expect("a temporary file")
+}
+
 fn bench_throughput(c: &mut Criterion, size: usize) {
+    bench_throughput_into(c, size, "", devnull);
+}
+
+fn bench_throughput_into(c: &mut Criterion, size: usize, suffix: &str, sink: fn() -> File) {
     let record = make_record(size);
-    let mut group = c.benchmark_group(format!("writer/throughput-{size}B"));
+    let mut group = c.benchmark_group(format!("writer/throughput-{size}B{suffix}"));
     group.throughput(Throughput::Elements(THROUGHPUT_RECORDS as u64));
     group.sampling_mode(SamplingMode::Flat);
     for producers in [2usize, 8] {
@@ -482,7 +492,7 @@ fn bench_throughput(c: &mut Criterion, size: usize) {
                 producers,
                 THROUGHPUT_RECORDS / producers,
                 record,
-                devnull(),
+                sink(),
                 None,
             );
         }
@@ -496,6 +506,10 @@ fn bench_throughput_64(c: &mut Criterion) {
 
 fn bench_throughput_512(c: &mut Criterion) {
     bench_throughput(c, 512);
+}
+
+fn bench_throughput_file_64(c: &mut Criterion) {
+    bench_throughput_into(c, 64, "-file", tempfile);
 }
 
 fn bench_slow_sink(c: &mut Criterion) {
@@ -544,6 +558,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_throughput_64, bench_throughput_512, bench_slow_sink
+    targets = bench_throughput_64, bench_throughput_512, bench_throughput_file_64, bench_slow_sink
 }
 criterion_main!(benches);
