@@ -27,6 +27,9 @@ use dashmap::DashMap;
 use sheaf::merge::Sum;
 use sheaf::{Aggregator, ShardedTable};
 
+mod common;
+use common::thread_counts;
+
 type Foldhash = foldhash::fast::RandomState;
 
 const HOT: [&str; 5] = ["metric.0", "metric.1", "metric.2", "metric.3", "metric.4"];
@@ -355,20 +358,6 @@ fn e2e(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// Thread counts to run: `SHEAF_BENCH_THREADS=1,2,4,8,16` overrides the
-/// default (used for thread-scaling runs on larger machines).
-fn thread_counts(default: &[usize]) -> Vec<usize> {
-    std::env::var("SHEAF_BENCH_THREADS")
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .filter_map(|t| t.trim().parse().ok())
-                .collect::<Vec<usize>>()
-        })
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_vec())
 }
 
 criterion_group! {

@@ -61,6 +61,9 @@ use criterion::{
 use crossbeam_queue::ArrayQueue;
 use sheaf::ring::Ring;
 
+mod common;
+use common::thread_counts;
+
 /// Capacity of every queue.
 const CAP: usize = 1024;
 /// Items moved per iteration of `ring/blocking` and `ring/batch64`.
@@ -608,20 +611,6 @@ fn bench_latency(c: &mut Criterion) {
     latency::<CrossbeamChannel>(&mut group);
     latency::<Kanal>(&mut group);
     group.finish();
-}
-
-/// Thread counts to run: `SHEAF_BENCH_THREADS=1,2,4,8,16` overrides the
-/// default (used for thread-scaling runs on larger machines).
-fn thread_counts(default: &[usize]) -> Vec<usize> {
-    std::env::var("SHEAF_BENCH_THREADS")
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .filter_map(|t| t.trim().parse().ok())
-                .collect::<Vec<usize>>()
-        })
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_vec())
 }
 
 criterion_group! {

@@ -67,6 +67,9 @@ use rand_distr::{Distribution, Zipf};
 use sheaf::hash::FastBuildHasher;
 use sheaf::ShardedTable;
 
+mod common;
+use common::thread_counts;
+
 /// The hasher every implementation uses (except `sheaf-fast`).
 type Fold = foldhash::fast::RandomState;
 
@@ -546,20 +549,6 @@ fn bench_drain(c: &mut Criterion) {
             .fold(0, |acc, (k, v)| mix(acc, &k, v))
     });
     group.finish();
-}
-
-/// Thread counts to run: `SHEAF_BENCH_THREADS=1,2,4,8,16` overrides the
-/// default (used for thread-scaling runs on larger machines).
-fn thread_counts(default: &[usize]) -> Vec<usize> {
-    std::env::var("SHEAF_BENCH_THREADS")
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .filter_map(|t| t.trim().parse().ok())
-                .collect::<Vec<usize>>()
-        })
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_vec())
 }
 
 criterion_group! {

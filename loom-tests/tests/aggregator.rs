@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use loom::thread;
+use loom_tests::model;
 use sheaf::merge::Sum;
 use sheaf::{AddError, Aggregator, OnFull};
 
@@ -20,7 +21,7 @@ fn sum_output(agg: &Aggregator<u8, u64>) -> u64 {
 
 #[test]
 fn add_against_flush_loses_nothing() {
-    loom::model(|| {
+    model(|| {
         let agg = Aggregator::<u8, u64>::builder()
             .merge_with(Sum)
             .shards(2)
@@ -45,7 +46,7 @@ fn add_against_flush_loses_nothing() {
 
 #[test]
 fn add_against_shutdown_is_delivered_or_handed_back() {
-    loom::model(|| {
+    model(|| {
         let agg = Aggregator::<u8, u64>::builder()
             .merge_with(Sum)
             .shards(2)
@@ -71,7 +72,7 @@ fn add_against_shutdown_is_delivered_or_handed_back() {
 
 #[test]
 fn concurrent_flushes_deliver_each_entry_once_and_ticks_skip_overlaps() {
-    loom::model(|| {
+    model(|| {
         let agg = Aggregator::<u8, u64>::builder()
             .merge_with(Sum)
             .per_core(false)
@@ -97,7 +98,7 @@ fn concurrent_flushes_deliver_each_entry_once_and_ticks_skip_overlaps() {
 
 #[test]
 fn retained_entries_re_merge_with_concurrent_adds() {
-    loom::model(|| {
+    model(|| {
         let agg = Aggregator::<u8, u64>::builder()
             .merge_with(Sum)
             .per_core(false)
@@ -137,7 +138,7 @@ fn retained_entries_re_merge_with_concurrent_adds() {
 
 #[test]
 fn per_core_partials_fold_consistently_for_get() {
-    loom::model(|| {
+    model(|| {
         let agg = Aggregator::<u8, u64>::builder()
             .merge_with(Sum)
             .shards(1)

@@ -41,19 +41,8 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::model;
 use sheaf::channel::{self, RecvError, SendError};
-
-/// `loom::model` at the environment's preemption bound, or 2 when unset.
-fn model<F>(f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(f);
-}
 
 #[test]
 fn blocking_send_recv_capacity_1_no_lost_wakeup() {

@@ -25,19 +25,8 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::model;
 use sheaf::ring::Ring;
-
-/// `loom::model` at the environment's preemption bound, or 2 when unset.
-fn model<F>(f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(f);
-}
 
 fn ring<T>(capacity: usize) -> Arc<Ring<T>> {
     Arc::new(Ring::with_capacity(capacity).expect("capacity in range"))

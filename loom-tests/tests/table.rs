@@ -22,22 +22,11 @@ use std::hash::BuildHasher;
 
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::model;
 use sheaf::hash::FastBuildHasher;
 use sheaf::{ShardedTable, Upsert};
 
 type Table = ShardedTable<u64, u64>;
-
-/// `loom::model` at the environment's preemption bound, or 2 when unset.
-fn model<F>(f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(f);
-}
 
 fn table(shards: usize) -> Arc<Table> {
     Arc::new(

@@ -30,19 +30,8 @@ use std::time::Duration;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
+use loom_tests::model;
 use sheaf::writer::{FnSink, SerialWriter, SerialWriterBuilder};
-
-/// `loom::model` at the environment's preemption bound, or 2 when unset.
-fn model<F>(f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(f);
-}
 
 const LONG: Duration = Duration::from_secs(3600);
 

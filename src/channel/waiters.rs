@@ -12,6 +12,7 @@ use crate::sync::thread::{self, Thread};
 use crate::sync::{Arc, Mutex};
 
 /// How a registered waiter is woken.
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
 pub(crate) enum Wake {
     Thread(Thread),
     Task(Waker),
@@ -62,6 +63,7 @@ impl Waiters {
     }
 
     /// Replaces the waker of a still-registered task (re-poll of a future).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     /// Returns `false` if the ticket was already notified and removed.
     pub(crate) fn update(&self, ticket: &Ticket, waker: &Waker) -> bool {
         let mut list = self.list.lock();
