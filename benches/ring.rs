@@ -206,6 +206,29 @@ impl Blocking for SheafChannel {
     }
 }
 
+/// `sheaf::channel` carrying each `u64` in a `CachePadded` cell: every slot
+/// (stamp + value) then owns its own 128-byte line pair, so a producer and a
+/// consumer working on neighbouring slots never share a line. This measures
+/// whether padding the slots would pay, without a second ring.
+struct SheafPaddedSlots;
+impl Blocking for SheafPaddedSlots {
+    const NAME: &'static str = "sheaf-padded-slots";
+    type Tx = sheaf::channel::Sender<crossbeam_utils::CachePadded<u64>>;
+    type Rx = sheaf::channel::Receiver<crossbeam_utils::CachePadded<u64>>;
+    fn channel(cap: usize) -> (Self::Tx, Self::Rx) {
+        sheaf::channel::bounded(cap)
+    }
+    #[inline]
+    fn send(tx: &Self::Tx, v: u64) {
+        tx.send(crossbeam_utils::CachePadded::new(v))
+            .expect("receivers alive");
+    }
+    #[inline]
+    fn recv(rx: &Self::Rx) -> u64 {
+        rx.recv().expect("senders alive").into_inner()
+    }
+}
+
 /// `crossbeam_channel::bounded`.
 struct CrossbeamChannel;
 impl Blocking for CrossbeamChannel {
@@ -586,6 +609,7 @@ fn bench_blocking(c: &mut Criterion) {
     let mut group = c.benchmark_group("ring/blocking");
     group.throughput(Throughput::Elements(ITEMS));
     blocking::<SheafChannel>(&mut group);
+    blocking::<SheafPaddedSlots>(&mut group);
     blocking::<CrossbeamChannel>(&mut group);
     blocking::<Kanal>(&mut group);
     blocking::<Flume>(&mut group);
