@@ -58,55 +58,52 @@ fn timed_threads(threads: usize, total: u64, op: impl Fn(usize, u64) + Sync) -> 
     .elapsed()
 }
 
+/// One `aggregator/hot5` row for a sheaf aggregator built by `make`;
+/// checks afterwards that every add was counted.
+fn hot5_aggregator<S>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    threads: usize,
+    make: impl Fn() -> Aggregator<&'static str, u64, S>,
+) where
+    S: std::hash::BuildHasher + Send + Sync + 'static,
+{
+    group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
+        b.iter_custom(|iters| {
+            let agg = make();
+            let time = (0..iters)
+                .map(|_| {
+                    timed_threads(threads, HOT_OPS, |t, i| {
+                        drop(agg.add(HOT[(i as usize + t) % 5], 1))
+                    })
+                })
+                .sum();
+            let total: u64 = HOT.iter().map(|k| agg.get(k).unwrap_or(0)).sum();
+            assert_eq!(total, iters * (HOT_OPS / threads as u64) * threads as u64);
+            time
+        })
+    });
+}
+
 fn hot5(c: &mut Criterion) {
     let mut group = c.benchmark_group("aggregator/hot5");
     group.throughput(Throughput::Elements(HOT_OPS));
     for threads in thread_counts(&[1, 2, 8]) {
-        group.bench_with_input(
-            BenchmarkId::new("sheaf", threads),
-            &threads,
-            |b, &threads| {
-                b.iter_custom(|iters| {
-                    let agg = Aggregator::<&'static str, u64>::builder()
-                        .merge_with(Sum)
-                        .hasher(Foldhash::default())
-                        .build()
-                        .unwrap();
-                    let time = (0..iters)
-                        .map(|_| {
-                            timed_threads(threads, HOT_OPS, |t, i| {
-                                drop(agg.add(HOT[(i as usize + t) % 5], 1))
-                            })
-                        })
-                        .sum();
-                    let total: u64 = HOT.iter().map(|k| agg.get(k).unwrap_or(0)).sum();
-                    assert_eq!(total, iters * (HOT_OPS / threads as u64) * threads as u64);
-                    time
-                })
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("sheaf-fast", threads),
-            &threads,
-            |b, &threads| {
-                b.iter_custom(|iters| {
-                    let agg = Aggregator::<&'static str, u64>::builder()
-                        .merge_with(Sum)
-                        .build()
-                        .unwrap();
-                    let time = (0..iters)
-                        .map(|_| {
-                            timed_threads(threads, HOT_OPS, |t, i| {
-                                drop(agg.add(HOT[(i as usize + t) % 5], 1))
-                            })
-                        })
-                        .sum();
-                    let total: u64 = HOT.iter().map(|k| agg.get(k).unwrap_or(0)).sum();
-                    assert_eq!(total, iters * (HOT_OPS / threads as u64) * threads as u64);
-                    time
-                })
-            },
-        );
+        let with_foldhash = || {
+            Aggregator::<&'static str, u64>::builder()
+                .merge_with(Sum)
+                .hasher(Foldhash::default())
+                .build()
+                .unwrap()
+        };
+        let with_fnv = || {
+            Aggregator::<&'static str, u64>::builder()
+                .merge_with(Sum)
+                .build()
+                .unwrap()
+        };
+        hot5_aggregator(&mut group, "sheaf", threads, with_foldhash);
+        hot5_aggregator(&mut group, "sheaf-fast", threads, with_fnv);
         group.bench_with_input(
             BenchmarkId::new("dashmap", threads),
             &threads,
