@@ -59,10 +59,14 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use crossbeam_queue::ArrayQueue;
-use sheaf::ring::Ring;
+use sheaf::ring::{Ring, SlotLayout};
 
 mod common;
 use common::thread_counts;
+
+#[path = "ring/ticket.rs"]
+mod ticket;
+use ticket::TicketRing;
 
 /// Capacity of every queue.
 const CAP: usize = 1024;
@@ -187,14 +191,19 @@ trait Blocking {
     fn recv(rx: &Self::Rx) -> u64;
 }
 
-/// `sheaf::channel`.
-struct SheafChannel;
-impl Blocking for SheafChannel {
-    const NAME: &'static str = "sheaf";
+/// `sheaf::channel` over a ring with the given [`SlotLayout`] (`L` indexes
+/// [`LAYOUTS`]).
+struct SheafChannelLayout<const L: usize>;
+impl<const L: usize> Blocking for SheafChannelLayout<L> {
+    const NAME: &'static str = LAYOUT_NAMES[L];
     type Tx = sheaf::channel::Sender<u64>;
     type Rx = sheaf::channel::Receiver<u64>;
     fn channel(cap: usize) -> (Self::Tx, Self::Rx) {
-        sheaf::channel::bounded(cap)
+        sheaf::channel::builder()
+            .capacity(cap)
+            .slot_layout(LAYOUTS[L])
+            .build()
+            .expect("valid capacity")
     }
     #[inline]
     fn send(tx: &Self::Tx, v: u64) {
@@ -206,26 +215,62 @@ impl Blocking for SheafChannel {
     }
 }
 
-/// `sheaf::channel` carrying each `u64` in a `CachePadded` cell: every slot
-/// (stamp + value) then owns its own 128-byte line pair, so a producer and a
-/// consumer working on neighbouring slots never share a line. This measures
-/// whether padding the slots would pay, without a second ring.
-struct SheafPaddedSlots;
-impl Blocking for SheafPaddedSlots {
-    const NAME: &'static str = "sheaf-padded-slots";
-    type Tx = sheaf::channel::Sender<crossbeam_utils::CachePadded<u64>>;
-    type Rx = sheaf::channel::Receiver<crossbeam_utils::CachePadded<u64>>;
+/// The slot layouts compared, and their function ids.
+const LAYOUTS: [SlotLayout; 3] = [SlotLayout::Packed, SlotLayout::Padded, SlotLayout::Spread];
+const LAYOUT_NAMES: [&str; 3] = ["sheaf", "sheaf-padded", "sheaf-spread"];
+
+/// The raw `sheaf::ring::Ring` with the given layout, waiting like
+/// `arrayqueue` (spin, then yield) while full or empty.
+struct SheafRingLayout<const L: usize>;
+impl<const L: usize> Blocking for SheafRingLayout<L> {
+    const NAME: &'static str = LAYOUT_NAMES[L];
+    type Tx = Arc<Ring<u64>>;
+    type Rx = Arc<Ring<u64>>;
     fn channel(cap: usize) -> (Self::Tx, Self::Rx) {
-        sheaf::channel::bounded(cap)
+        let ring = Arc::new(Ring::with_layout(cap, LAYOUTS[L]).expect("valid capacity"));
+        (Arc::clone(&ring), ring)
     }
     #[inline]
-    fn send(tx: &Self::Tx, v: u64) {
-        tx.send(crossbeam_utils::CachePadded::new(v))
-            .expect("receivers alive");
+    fn send(tx: &Self::Tx, mut v: u64) {
+        let mut backoff = Backoff::new();
+        while let Err(back) = tx.try_push(v) {
+            v = back;
+            backoff.snooze();
+        }
     }
     #[inline]
     fn recv(rx: &Self::Rx) -> u64 {
-        rx.recv().expect("senders alive").into_inner()
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(v) = rx.try_pop() {
+                return v;
+            }
+            backoff.snooze();
+        }
+    }
+}
+
+/// The fetch-and-add ticket ring of [`ticket`], packed or padded.
+struct Tickets<const PADDED: bool>;
+impl<const PADDED: bool> Blocking for Tickets<PADDED> {
+    const NAME: &'static str = if PADDED {
+        "faa-tickets-padded"
+    } else {
+        "faa-tickets"
+    };
+    type Tx = Arc<TicketRing<PADDED>>;
+    type Rx = Arc<TicketRing<PADDED>>;
+    fn channel(cap: usize) -> (Self::Tx, Self::Rx) {
+        let ring = Arc::new(TicketRing::new(cap));
+        (Arc::clone(&ring), ring)
+    }
+    #[inline]
+    fn send(tx: &Self::Tx, v: u64) {
+        tx.push(v);
+    }
+    #[inline]
+    fn recv(rx: &Self::Rx) -> u64 {
+        rx.pop()
     }
 }
 
@@ -608,12 +653,25 @@ fn latency<Q: Blocking>(group: &mut BenchmarkGroup<'_, WallTime>) {
 fn bench_blocking(c: &mut Criterion) {
     let mut group = c.benchmark_group("ring/blocking");
     group.throughput(Throughput::Elements(ITEMS));
-    blocking::<SheafChannel>(&mut group);
-    blocking::<SheafPaddedSlots>(&mut group);
+    blocking::<SheafChannelLayout<0>>(&mut group);
+    blocking::<SheafChannelLayout<1>>(&mut group);
+    blocking::<SheafChannelLayout<2>>(&mut group);
     blocking::<CrossbeamChannel>(&mut group);
     blocking::<Kanal>(&mut group);
     blocking::<Flume>(&mut group);
     blocking::<StdSyncChannel>(&mut group);
+    blocking::<ArrayQueueSpin>(&mut group);
+    group.finish();
+}
+
+fn bench_algorithm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ring/algorithm");
+    group.throughput(Throughput::Elements(ITEMS));
+    blocking::<SheafRingLayout<0>>(&mut group);
+    blocking::<SheafRingLayout<1>>(&mut group);
+    blocking::<SheafRingLayout<2>>(&mut group);
+    blocking::<Tickets<false>>(&mut group);
+    blocking::<Tickets<true>>(&mut group);
     blocking::<ArrayQueueSpin>(&mut group);
     group.finish();
 }
@@ -631,7 +689,7 @@ fn bench_batch64(c: &mut Criterion) {
 fn bench_latency(c: &mut Criterion) {
     let mut group = c.benchmark_group("ring/latency");
     group.throughput(Throughput::Elements(1));
-    latency::<SheafChannel>(&mut group);
+    latency::<SheafChannelLayout<0>>(&mut group);
     latency::<CrossbeamChannel>(&mut group);
     latency::<Kanal>(&mut group);
     group.finish();
@@ -643,6 +701,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_blocking, bench_batch64, bench_latency
+    targets = bench_blocking, bench_algorithm, bench_batch64, bench_latency
 }
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! Differential fuzzing of `sheaf::ring::Ring` against `VecDeque<u16>`.
 //!
-//! Input: the first byte picks the capacity (`byte % 8 + 1`, so 1..=8); the
-//! rest decodes (with `arbitrary`) into a list of [`Op`]s, replayed on both.
+//! Input: the first byte picks the capacity (its low 5 bits + 1, so 1..=32)
+//! and the slot layout (its top 3 bits mod 3: packed, padded, spread — with
+//! 16-byte slots, spread remaps capacities above 4); the rest decodes (with `arbitrary`) into a list of [`Op`]s, replayed on both.
 //! Single-threaded, so no slot is ever held by a stalled peer and every
 //! answer is exact:
 //! - `try_push` succeeds iff the model has room, else hands the item back;
@@ -21,7 +22,7 @@ use std::collections::VecDeque;
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use sheaf::ring::Ring;
+use sheaf::ring::{Ring, SlotLayout};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -43,12 +44,14 @@ fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let capacity = usize::from(first % 8) + 1;
+    let capacity = usize::from(first & 0x1f) + 1;
+    let layout =
+        [SlotLayout::Packed, SlotLayout::Padded, SlotLayout::Spread][usize::from(first >> 5) % 3];
     let Ok(ops) = Unstructured::new(rest).arbitrary::<Vec<Op>>() else {
         return;
     };
-    let ring: Ring<Box<u16>> = Ring::with_capacity(capacity).expect("capacity in range");
-    assert_eq!(ring.capacity(), capacity);
+    let ring: Ring<Box<u16>> = Ring::with_layout(capacity, layout).expect("capacity in range");
+    assert_eq!((ring.capacity(), ring.layout()), (capacity, layout));
     let mut model: VecDeque<u16> = VecDeque::with_capacity(capacity);
 
     for op in ops {

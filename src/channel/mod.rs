@@ -44,7 +44,7 @@ pub use errors::{
 #[cfg(feature = "async")]
 pub use futures::{RecvFuture, SendFuture};
 
-use crate::ring::{Blocked, Ring};
+use crate::ring::{Blocked, Ring, SlotLayout};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc};
 use crate::ConfigError;
@@ -110,10 +110,12 @@ struct Chan<T> {
     /// Set when the last sender is gone. (When the last receiver goes, the
     /// ring itself is closed, so that a push and the close are atomic.)
     senders_gone: AtomicBool,
-    /// Receivers waiting for an item.
-    readers: Waiters,
-    /// Senders waiting for room.
-    writers: Waiters,
+    /// Receivers waiting for an item. Padded: every send reads its count,
+    /// and registering writes it (and its lock) — keep that off the lines
+    /// the other side reads.
+    readers: CachePadded<Waiters>,
+    /// Senders waiting for room (padded likewise).
+    writers: CachePadded<Waiters>,
     losses: CachePadded<LossCounters>,
 }
 
@@ -335,6 +337,7 @@ pub struct Receiver<T> {
 pub struct ChannelBuilder {
     capacity: usize,
     overflow: Overflow,
+    layout: SlotLayout,
 }
 
 /// A builder for a channel with a chosen capacity and [`Overflow`] policy.
@@ -350,6 +353,7 @@ pub fn builder() -> ChannelBuilder {
     ChannelBuilder {
         capacity: 1024,
         overflow: Overflow::Block,
+        layout: SlotLayout::Packed,
     }
 }
 
@@ -366,20 +370,27 @@ impl ChannelBuilder {
         self
     }
 
+    /// How the ring's slots are placed in memory (default
+    /// [`SlotLayout::Packed`]); see [`Ring::with_layout`].
+    pub fn slot_layout(mut self, layout: SlotLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
     /// Creates the channel.
     ///
     /// # Errors
     /// [`ConfigError`] if the capacity is 0 (or absurdly large).
     pub fn build<T>(self) -> Result<(Sender<T>, Receiver<T>), ConfigError> {
-        let ring = Ring::with_capacity(self.capacity)?;
+        let ring = Ring::with_layout(self.capacity, self.layout)?;
         let chan = Arc::new(Chan {
             ring,
             overflow: self.overflow,
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
             senders_gone: AtomicBool::new(false),
-            readers: Waiters::default(),
-            writers: Waiters::default(),
+            readers: CachePadded::new(Waiters::default()),
+            writers: CachePadded::new(Waiters::default()),
             losses: CachePadded::new(LossCounters::default()),
         });
         Ok((

@@ -41,7 +41,7 @@
 mod raw;
 
 pub(crate) use raw::Blocked;
-pub use raw::Ring;
+pub use raw::{Ring, SlotLayout};
 
 #[cfg(test)]
 mod tests;

@@ -10,9 +10,13 @@ use crate::sync::AtomicUsizeExt;
 use crate::sync::{spin_loop, UnsafeCell};
 use crate::ConfigError;
 
-/// How many times an operation re-reads a slot held by an in-flight peer
-/// before it reports full/empty instead (see "Progress" in the module docs).
-const STALL_SPINS: u32 = if cfg!(sheaf_loom) { 1 } else { 128 };
+/// How many times an operation re-reads a slot held by an in-flight peer,
+/// backing off between reads, before it reports full/empty instead (see
+/// "Progress" in the module docs): at most about 770 spin hints in all.
+const STALL_SPINS: u32 = if cfg!(sheaf_loom) { 1 } else { 16 };
+
+/// Cap on the exponent of [`backoff`]: 64 spin hints per wait at most.
+const BACKOFF_CAP: u32 = 6;
 
 struct Slot<T> {
     /// `lap | index`: equal to the tail position when free for that push,
@@ -21,13 +25,113 @@ struct Slot<T> {
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
+/// Where consecutive positions' slots lie in memory: a choice between memory
+/// and false sharing, made once in [`Ring::with_layout`].
+///
+/// Measured in `benches/ring.rs` (group `ring/layout`); DESIGN.md has the
+/// figures and why [`Packed`](SlotLayout::Packed) is the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlotLayout {
+    /// Slots side by side: the least memory, and batch operations touch
+    /// whole cache lines. Neighbouring slots share a line, so a producer
+    /// publishing slot `i` and a consumer emptying slot `i - 1` contend on it.
+    #[default]
+    Packed,
+    /// Each slot starts its own 128-byte span (a line and its prefetch
+    /// pair), so no two slots share a line. Costs up to 128 bytes per slot.
+    Padded,
+    /// Index remapping (as in SCQ's `cache_remap`): consecutive positions
+    /// land on different cache lines, round-robin over the lines, so
+    /// neighbours in time are apart in memory without padding. The slot
+    /// array is rounded up to a power of two; batches lose their locality.
+    Spread,
+}
+
+/// Position index -> slot in the array: `((i & low_mask) << low_shift) |
+/// (i >> high_shift)`, which is the identity, a stride, or a transpose of
+/// a `lines x per_line` matrix (see [`SlotLayout`]).
+#[derive(Clone, Copy)]
+pub(super) struct SlotMap {
+    layout: SlotLayout,
+    low_mask: usize,
+    low_shift: u32,
+    high_shift: u32,
+    /// Length of the slot array.
+    slots: usize,
+}
+
+impl SlotMap {
+    /// The map for `capacity` slots of `slot_size` bytes, or `None` when the
+    /// array would not fit in the address space.
+    pub(super) fn new(layout: SlotLayout, capacity: usize, slot_size: usize) -> Option<Self> {
+        // `i >> (BITS - 1)` is 0 for every index (capacity <= usize::MAX / 4).
+        let none = usize::BITS - 1;
+        let map = match layout {
+            SlotLayout::Packed => Self {
+                layout,
+                low_mask: usize::MAX,
+                low_shift: 0,
+                high_shift: none,
+                slots: capacity,
+            },
+            SlotLayout::Padded => {
+                let stride = 128usize.div_ceil(slot_size.max(1)).next_power_of_two();
+                let low_shift = stride.trailing_zeros();
+                Self {
+                    layout,
+                    low_mask: usize::MAX,
+                    low_shift,
+                    high_shift: none,
+                    slots: (capacity - 1).checked_mul(stride)?.checked_add(1)?,
+                }
+            }
+            SlotLayout::Spread => {
+                let per_line = 1usize << (64 / slot_size.max(1)).max(1).ilog2();
+                let slots = capacity.checked_next_power_of_two()?;
+                let lines = (slots / per_line).max(1);
+                if lines == 1 {
+                    // Fits in one line: nothing to spread.
+                    return Self::new(SlotLayout::Packed, capacity, slot_size)
+                        .map(|map| Self { layout, ..map });
+                }
+                Self {
+                    layout,
+                    low_mask: lines - 1,
+                    low_shift: per_line.trailing_zeros(),
+                    high_shift: lines.trailing_zeros(),
+                    slots,
+                }
+            }
+        };
+        // The array must be allocatable.
+        map.slots
+            .checked_mul(slot_size)?
+            .le(&(isize::MAX as usize))
+            .then_some(map)
+    }
+
+    /// Length of the slot array.
+    #[cfg(test)]
+    pub(super) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    #[inline(always)]
+    pub(super) fn slot(&self, index: usize) -> usize {
+        ((index & self.low_mask) << self.low_shift) | (index >> self.high_shift)
+    }
+}
+
 /// A bounded lock-free MPMC ring of `T`; see the [module docs](crate::ring).
 pub struct Ring<T> {
     /// Next position to pop: `lap | index`.
     head: CachePadded<AtomicUsize>,
     /// Next position to push: `lap | index`.
     tail: CachePadded<AtomicUsize>,
+    /// Slots, placed by `map`; unmapped ones (padding) are never touched.
     buffer: Box<[Slot<T>]>,
+    map: SlotMap,
     cap: usize,
     /// Smallest power of two above `cap`; set in `tail` once the ring is closed.
     mark: usize,
@@ -66,10 +170,17 @@ fn stall_point() {
     stall::point();
 }
 
-/// Spins `2^step` times (step capped at 4) after a lost CAS.
+/// Spins `2^step` times (step capped at [`BACKOFF_CAP`]; once under loom)
+/// after a lost CAS or a look at a busy slot, so that contending threads
+/// spread out instead of fighting over the line again at once.
 #[inline]
 fn backoff(step: &mut u32) {
-    for _ in 0..1u32 << (*step).min(4) {
+    let spins = if cfg!(sheaf_loom) {
+        1
+    } else {
+        1u32 << (*step).min(BACKOFF_CAP)
+    };
+    for _ in 0..spins {
         spin_loop();
     }
     *step += 1;
@@ -99,12 +210,36 @@ enum PushSlot {
 }
 
 impl<T> Ring<T> {
-    /// A ring holding up to `capacity` items. The capacity is exact (not
-    /// rounded up); the slot array is `capacity` long.
+    /// A ring holding up to `capacity` items, its slots
+    /// [`Packed`](SlotLayout::Packed). The capacity is exact (not rounded
+    /// up); the slot array is `capacity` long.
     ///
     /// # Errors
     /// [`ConfigError`] if `capacity` is 0 or above `usize::MAX / 4`.
     pub fn with_capacity(capacity: usize) -> Result<Self, ConfigError> {
+        Self::with_layout(capacity, SlotLayout::Packed)
+    }
+
+    /// A ring holding up to `capacity` items (exact, not rounded up), its
+    /// slots placed as `layout` says.
+    ///
+    /// ```
+    /// use sheaf::ring::{Ring, SlotLayout};
+    ///
+    /// let ring = Ring::with_layout(1000, SlotLayout::Spread).unwrap();
+    /// assert_eq!(ring.capacity(), 1000);
+    /// assert_eq!(ring.layout(), SlotLayout::Spread);
+    /// for i in 0..1000 {
+    ///     ring.try_push(i).unwrap();
+    /// }
+    /// assert_eq!(ring.try_push(1000), Err(1000));
+    /// assert_eq!(ring.try_pop(), Some(0)); // still FIFO
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError`] if `capacity` is 0 or above `usize::MAX / 4`, or if
+    /// the slot array `layout` needs would not fit in memory's address space.
+    pub fn with_layout(capacity: usize, layout: SlotLayout) -> Result<Self, ConfigError> {
         if capacity == 0 || capacity > usize::MAX / 4 {
             return Err(ConfigError::new(
                 "capacity",
@@ -113,17 +248,30 @@ impl<T> Ring<T> {
                 ),
             ));
         }
-        let mark = (capacity + 1).next_power_of_two();
-        let buffer = (0..capacity)
-            .map(|i| Slot {
-                stamp: AtomicUsize::new(i),
+        let map =
+            SlotMap::new(layout, capacity, std::mem::size_of::<Slot<T>>()).ok_or_else(|| {
+                ConfigError::new(
+                    "capacity",
+                    format!("{capacity} slots laid out {layout:?} do not fit in memory"),
+                )
+            })?;
+        let mut stamps = vec![usize::MAX; map.slots];
+        for index in 0..capacity {
+            stamps[map.slot(index)] = index;
+        }
+        let buffer = stamps
+            .into_iter()
+            .map(|stamp| Slot {
+                stamp: AtomicUsize::new(stamp),
                 value: UnsafeCell::new(MaybeUninit::uninit()),
             })
             .collect();
+        let mark = (capacity + 1).next_power_of_two();
         Ok(Self {
             head: CachePadded::new(AtomicUsize::new(0)),
             tail: CachePadded::new(AtomicUsize::new(0)),
             buffer,
+            map,
             cap: capacity,
             mark,
             one_lap: mark * 2,
@@ -136,10 +284,21 @@ impl<T> Ring<T> {
         self.cap
     }
 
-    /// The slot index of a position.
+    /// How its slots are placed in memory.
+    pub fn layout(&self) -> SlotLayout {
+        self.map.layout
+    }
+
+    /// The index (`0..cap`) of a position within its lap.
     #[inline(always)]
     fn index(&self, pos: usize) -> usize {
         pos & (self.mark - 1)
+    }
+
+    /// The slot for an index.
+    #[inline(always)]
+    fn slot(&self, index: usize) -> &Slot<T> {
+        &self.buffer[self.map.slot(index)]
     }
 
     /// Position after `pos` advanced by `n` slots within its lap (`index + n <= cap`).
@@ -184,13 +343,13 @@ impl<T> Ring<T> {
                 return PushSlot::Closed;
             }
             let index = self.index(tail);
-            let stamp = self.buffer[index].stamp.load(Ordering::Acquire);
+            let stamp = self.slot(index).stamp.load(Ordering::Acquire);
             if stamp == tail {
                 // Free for this lap: count the free run behind it (batch).
                 let room = want.min(self.cap - index);
                 let mut count = 1;
                 while count < room
-                    && self.buffer[index + count].stamp.load(Ordering::Acquire) == tail + count
+                    && self.slot(index + count).stamp.load(Ordering::Acquire) == tail + count
                 {
                     count += 1;
                 }
@@ -221,10 +380,9 @@ impl<T> Ring<T> {
             }
             // Stale tail, or a peer mid-operation on this slot (last lap's
             // producer not yet published, or its consumer not yet done).
-            spin_loop();
+            backoff(&mut stuck);
             let current = self.tail.load(Ordering::Relaxed);
             if current == tail {
-                stuck += 1;
                 if stuck > STALL_SPINS {
                     return PushSlot::Stalled;
                 }
@@ -238,7 +396,7 @@ impl<T> Ring<T> {
     /// Writes `value` into the claimed slot at `pos` and publishes it.
     #[inline(always)]
     fn publish(&self, pos: usize, value: T) {
-        let slot = &self.buffer[self.index(pos)];
+        let slot = self.slot(self.index(pos));
         stall_point();
         // SAFETY: the CAS on `tail` gave this thread the slot at `pos`, whose
         // stamp said it was empty; nobody else touches its value until the
@@ -309,7 +467,7 @@ impl<T> Ring<T> {
                         // concurrent close's mark bit.
                         self.tail
                             .fetch_add(new_tail.wrapping_sub(tail), Ordering::SeqCst);
-                        let slot = &self.buffer[self.index(tail)];
+                        let slot = self.slot(self.index(tail));
                         stall_point();
                         // SAFETY: the head CAS made this thread the consumer of
                         // the published item in this slot and the tail store its
@@ -408,12 +566,12 @@ impl<T> Ring<T> {
         let mut contended = 0;
         loop {
             let index = self.index(head);
-            let stamp = self.buffer[index].stamp.load(Ordering::Acquire);
+            let stamp = self.slot(index).stamp.load(Ordering::Acquire);
             if stamp == head + 1 {
                 let room = want.min(self.cap - index);
                 let mut count = 1;
                 while count < room
-                    && self.buffer[index + count].stamp.load(Ordering::Acquire) == head + count + 1
+                    && self.slot(index + count).stamp.load(Ordering::Acquire) == head + count + 1
                 {
                     count += 1;
                 }
@@ -441,10 +599,9 @@ impl<T> Ring<T> {
                 }
             }
             // Stale head, or a peer mid-operation on this slot.
-            spin_loop();
+            backoff(&mut stuck);
             let current = self.head.load(Ordering::Relaxed);
             if current == head {
-                stuck += 1;
                 if stuck > STALL_SPINS {
                     return Err(Blocked::InFlight);
                 }
@@ -458,7 +615,7 @@ impl<T> Ring<T> {
     /// Moves the value out of the claimed slot at `pos` and frees the slot.
     #[inline(always)]
     fn take(&self, pos: usize) -> T {
-        let slot = &self.buffer[self.index(pos)];
+        let slot = self.slot(self.index(pos));
         stall_point();
         // SAFETY: the CAS on `head` gave this thread the slot at `pos`, whose
         // stamp (acquired) said its value was published; it is read exactly
@@ -527,7 +684,7 @@ impl<T> Drop for Ring<T> {
         let mut head = self.head.load_mut();
         let tail = self.tail.load_mut() & !self.mark;
         while head != tail {
-            let slot = &self.buffer[self.index(head)];
+            let slot = self.slot(self.index(head));
             // SAFETY: positions head..tail hold published values owned by the
             // ring, each dropped exactly once as head advances past it.
             slot.value.with_mut(|p| unsafe { (*p).assume_init_drop() });

@@ -2,8 +2,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 
-use super::raw::stall;
-use super::Ring;
+use super::raw::{stall, SlotMap};
+use super::{Ring, SlotLayout};
+
+const LAYOUTS: [SlotLayout; 3] = [SlotLayout::Packed, SlotLayout::Padded, SlotLayout::Spread];
 
 fn scaled(n: usize) -> usize {
     if cfg!(miri) {
@@ -15,27 +17,66 @@ fn scaled(n: usize) -> usize {
 
 #[test]
 fn capacity_is_exact_and_validated() {
-    assert!(Ring::<u8>::with_capacity(0).is_err());
-    for cap in [1usize, 2, 3, 5, 8, 1000] {
-        let ring = Ring::with_capacity(cap).unwrap();
-        assert_eq!(ring.capacity(), cap);
-        for i in 0..cap {
-            assert_eq!(ring.try_push(i), Ok(()));
+    for layout in LAYOUTS {
+        assert!(Ring::<u8>::with_layout(0, layout).is_err());
+        assert!(Ring::<u8>::with_layout(usize::MAX / 2, layout).is_err());
+        for cap in [1usize, 2, 3, 5, 8, 1000, 1024] {
+            let ring = Ring::with_layout(cap, layout).unwrap();
+            assert_eq!((ring.capacity(), ring.layout()), (cap, layout));
+            for i in 0..cap {
+                assert_eq!(ring.try_push(i), Ok(()));
+            }
+            assert!(ring.is_full());
+            assert_eq!(ring.len(), cap);
+            assert_eq!(ring.try_push(99), Err(99));
+            for i in 0..cap {
+                assert_eq!(ring.try_pop(), Some(i));
+            }
+            assert!(ring.is_empty());
+            assert_eq!(ring.try_pop(), None);
         }
-        assert!(ring.is_full());
-        assert_eq!(ring.len(), cap);
-        assert_eq!(ring.try_push(99), Err(99));
-        for i in 0..cap {
-            assert_eq!(ring.try_pop(), Some(i));
-        }
-        assert!(ring.is_empty());
-        assert_eq!(ring.try_pop(), None);
     }
+    // Padding that would overflow the address space is a config error.
+    assert!(Ring::<u8>::with_layout(usize::MAX / 8, SlotLayout::Padded).is_err());
+}
+
+/// Every layout maps the indices `0..cap` to distinct slots inside the array.
+#[test]
+fn slot_maps_are_injective() {
+    for layout in LAYOUTS {
+        for slot_size in [1usize, 16, 24, 64, 100, 200] {
+            for cap in [1usize, 2, 3, 4, 7, 8, 9, 63, 64, 65, 1000, 1024] {
+                let map = SlotMap::new(layout, cap, slot_size).unwrap();
+                let mut seen = vec![false; map.slots()];
+                for index in 0..cap {
+                    let slot = map.slot(index);
+                    assert!(
+                        !seen[slot],
+                        "{layout:?} size {slot_size} cap {cap}: {index} collides"
+                    );
+                    seen[slot] = true;
+                }
+            }
+        }
+    }
+    // Spread puts consecutive u64 slots (16 bytes each) on different lines.
+    let map = SlotMap::new(SlotLayout::Spread, 1024, 16).unwrap();
+    for index in 0..1023 {
+        assert_ne!(map.slot(index) / 4, map.slot(index + 1) / 4);
+    }
+    let map = SlotMap::new(SlotLayout::Padded, 1024, 16).unwrap();
+    assert_eq!(map.slot(3), 3 * 8);
 }
 
 #[test]
 fn wraps_many_laps_in_order_and_counts() {
-    let ring = Ring::with_capacity(3).unwrap();
+    for layout in LAYOUTS {
+        wraps_many_laps(Ring::with_layout(3, layout).unwrap());
+        wraps_many_laps(Ring::with_layout(8, layout).unwrap());
+    }
+}
+
+fn wraps_many_laps(ring: Ring<usize>) {
     let mut next_out = 0;
     for i in 0..scaled(10_000) {
         ring.try_push(i).unwrap();
@@ -51,7 +92,12 @@ fn wraps_many_laps_in_order_and_counts() {
 
 #[test]
 fn force_push_evicts_oldest_first() {
-    let ring = Ring::with_capacity(3).unwrap();
+    for layout in LAYOUTS {
+        force_push_evicts_oldest(Ring::with_layout(3, layout).unwrap());
+    }
+}
+
+fn force_push_evicts_oldest(ring: Ring<usize>) {
     assert_eq!(ring.force_push(1), None);
     assert_eq!(ring.force_push(2), None);
     assert_eq!(ring.force_push(3), None);
@@ -68,7 +114,12 @@ fn force_push_evicts_oldest_first() {
 
 #[test]
 fn batches_claim_runs_and_wrap() {
-    let ring = Ring::with_capacity(5).unwrap();
+    for layout in LAYOUTS {
+        batches_claim_runs(Ring::with_layout(5, layout).unwrap());
+    }
+}
+
+fn batches_claim_runs(ring: Ring<usize>) {
     assert!(ring.push_batch(vec![0, 1, 2]).is_empty());
     let mut out = Vec::new();
     assert_eq!(ring.pop_batch(&mut out, 2), 2);
@@ -90,9 +141,15 @@ impl Drop for Counted {
 
 #[test]
 fn every_item_is_dropped_exactly_once() {
+    for layout in LAYOUTS {
+        every_item_dropped_once(layout);
+    }
+}
+
+fn every_item_dropped_once(layout: SlotLayout) {
     let drops = Arc::new(AtomicUsize::new(0));
     {
-        let ring = Ring::with_capacity(4).unwrap();
+        let ring = Ring::with_layout(4, layout).unwrap();
         for _ in 0..3 {
             ring.try_push(Counted(drops.clone())).ok().unwrap();
         }
@@ -180,9 +237,15 @@ fn stalled_consumer_makes_push_report_full_not_spin() {
 
 #[test]
 fn mpmc_every_item_once_and_per_producer_order_at_one_consumer() {
+    for layout in LAYOUTS {
+        mpmc_every_item_once(layout);
+    }
+}
+
+fn mpmc_every_item_once(layout: SlotLayout) {
     let producers = 3;
     let per = scaled(20_000);
-    let ring = Arc::new(Ring::with_capacity(64).unwrap());
+    let ring = Arc::new(Ring::with_layout(64, layout).unwrap());
     let start = Arc::new(Barrier::new(producers + 1));
     let handles: Vec<_> = (0..producers)
         .map(|p| {
@@ -229,7 +292,13 @@ fn mpmc_every_item_once_and_per_producer_order_at_one_consumer() {
 
 #[test]
 fn mpmc_with_force_push_accounts_for_every_item() {
-    let ring = Arc::new(Ring::with_capacity(8).unwrap());
+    for layout in LAYOUTS {
+        mpmc_with_force_push(layout);
+    }
+}
+
+fn mpmc_with_force_push(layout: SlotLayout) {
+    let ring = Arc::new(Ring::with_layout(8, layout).unwrap());
     let threads = 2;
     let per = scaled(20_000);
     let popped = Arc::new(AtomicUsize::new(0));
