@@ -13,11 +13,21 @@
 //!
 //! - `ring/blocking`: one item per blocking `send` / `recv`, at `1p1c`,
 //!   `2p2c` and `4p4c` (4p4c oversubscribes a 2-core machine). Peers:
-//!   `sheaf` (`sheaf::channel::bounded`), `crossbeam-channel`, `kanal`,
+//!   `sheaf` (`sheaf::channel::bounded`; `sheaf-padded` and `sheaf-spread`
+//!   are the same channel over a ring with that `SlotLayout`),
+//!   `crossbeam-channel`, `kanal`,
 //!   `flume`, `std-sync-channel` (`std::sync::mpsc::sync_channel`; its
 //!   receiver is single-consumer, so several consumers share it through a
 //!   `Mutex`) and `arrayqueue` (crossbeam-queue's `ArrayQueue`, spinning then
 //!   yielding while full or empty).
+//! - `ring/algorithm`: the ring algorithms themselves, without a channel
+//!   layer: every thread waits by spinning, then yielding, while full or
+//!   empty. `sheaf`, `sheaf-padded`, `sheaf-spread`: `sheaf::ring::Ring`
+//!   (stamps, CAS-claimed head and tail) in each `SlotLayout`;
+//!   `faa-tickets` and `faa-tickets-padded`: a fetch-and-add ticket ring
+//!   (folly's and rigtorp's turn sequencer, the core of SCQ/LCRQ; see
+//!   `ring/ticket.rs`), packed and with 128-byte slots; `arrayqueue`:
+//!   crossbeam's `ArrayQueue`. DESIGN.md reads the result.
 //! - `ring/batch64`: producers send in batches of 64, consumers take up to 64
 //!   at a time, at `1p1c` and `2p2c`. `sheaf` is the raw `Ring`
 //!   (`push_batch` / `pop_batch`, spinning then yielding), `sheaf-channel`

@@ -12,7 +12,7 @@
 //! - [`ring::Ring`] and [`channel`]: a bounded lock-free MPMC ring with batch
 //!   claims and drop-oldest, and blocking/async channels over it with an
 //!   explicit [`Overflow`](channel::Overflow) policy.
-//! - [`SerialWriter`](writer::SerialWriter): many threads write records, one
+//! - [`SerialWriter`]: many threads write records, one
 //!   thread owns the sink, with coalescing, hooks, a flush handshake and a
 //!   close report.
 //! - [`topology`]: CPUs, physical cores and NUMA nodes; per-core pinning.

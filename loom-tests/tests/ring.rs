@@ -26,7 +26,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::model;
-use sheaf::ring::Ring;
+use sheaf::ring::{Ring, SlotLayout};
 
 fn ring<T>(capacity: usize) -> Arc<Ring<T>> {
     Arc::new(Ring::with_capacity(capacity).expect("capacity in range"))
@@ -95,6 +95,27 @@ fn spsc_capacity_2_wraps_in_order() {
         assert_eq!(got, [1, 2, 3]);
         assert_eq!(r.len(), 0);
     });
+}
+
+/// The padded and spread layouts change only where a position's slot lives,
+/// not the protocol: the same SPSC handover, across a wrap, in each.
+#[test]
+fn spsc_wraps_in_order_in_padded_and_spread_layouts() {
+    for layout in [SlotLayout::Padded, SlotLayout::Spread] {
+        model(move || {
+            let r = Arc::new(Ring::with_layout(3, layout).expect("capacity in range"));
+            let r2 = Arc::clone(&r);
+            let producer = thread::spawn(move || {
+                for i in 1..=4u32 {
+                    push(&r2, i);
+                }
+            });
+            let got = [pop(&r), pop(&r), pop(&r), pop(&r)];
+            producer.join().unwrap();
+            assert_eq!(got, [1, 2, 3, 4]);
+            assert_eq!(r.len(), 0);
+        });
+    }
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Blocking and async MPMC channels over the [`Ring`](crate::ring::Ring),
+//! Blocking and async MPMC channels over the [`Ring`],
 //! with an explicit overflow policy.
 //!
 //! ```

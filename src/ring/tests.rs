@@ -20,7 +20,12 @@ fn capacity_is_exact_and_validated() {
     for layout in LAYOUTS {
         assert!(Ring::<u8>::with_layout(0, layout).is_err());
         assert!(Ring::<u8>::with_layout(usize::MAX / 2, layout).is_err());
-        for cap in [1usize, 2, 3, 5, 8, 1000, 1024] {
+        let caps: &[usize] = if cfg!(miri) {
+            &[1, 2, 3, 5, 8, 64]
+        } else {
+            &[1, 2, 3, 5, 8, 1000, 1024]
+        };
+        for &cap in caps {
             let ring = Ring::with_layout(cap, layout).unwrap();
             assert_eq!((ring.capacity(), ring.layout()), (cap, layout));
             for i in 0..cap {
@@ -45,7 +50,12 @@ fn capacity_is_exact_and_validated() {
 fn slot_maps_are_injective() {
     for layout in LAYOUTS {
         for slot_size in [1usize, 16, 24, 64, 100, 200] {
-            for cap in [1usize, 2, 3, 4, 7, 8, 9, 63, 64, 65, 1000, 1024] {
+            let caps: &[usize] = if cfg!(miri) {
+                &[1, 2, 3, 4, 7, 8, 9, 63, 64, 65]
+            } else {
+                &[1, 2, 3, 4, 7, 8, 9, 63, 64, 65, 1000, 1024]
+            };
+            for &cap in caps {
                 let map = SlotMap::new(layout, cap, slot_size).unwrap();
                 let mut seen = vec![false; map.slots()];
                 for index in 0..cap {

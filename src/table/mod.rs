@@ -2,7 +2,7 @@
 //!
 //! Keys are spread over a power-of-two number of cache-padded shards by the
 //! top bits of their hash; each shard is a lock around a
-//! [cache-line bucket index over dense entries](raw). An upsert takes one shard
+//! cache-line bucket index over dense entries (DESIGN.md, "The table"). An upsert takes one shard
 //! lock for a few nanoseconds and merges in place. A [`drain`] swaps each
 //! shard's storage for a recycled empty one — one pointer-sized swap under the
 //! lock, whatever the shard holds — and hands the pairs out after releasing it,
