@@ -2,8 +2,8 @@
 //!
 //! Each `[[target]]` names a group, optionally the rows (`params`) it covers,
 //! and exactly one criterion on the main sheaf implementation:
-//! `min_ratio_vs_best_peer`, `max_ms`, `min_ratio_vs_self` (with
-//! `baseline_param`) or `min_throughput_m`.
+//! `min_ratio_vs_best_peer`, `min_ratio_vs_peer` (with `peer`), `max_ms`,
+//! `min_ratio_vs_self` (with `baseline_param`) or `min_throughput_m`.
 
 use std::fs;
 use std::path::Path;
@@ -28,6 +28,8 @@ struct RawTarget {
     #[serde(default)]
     params: Vec<String>,
     min_ratio_vs_best_peer: Option<f64>,
+    min_ratio_vs_peer: Option<f64>,
+    peer: Option<String>,
     max_ms: Option<f64>,
     min_ratio_vs_self: Option<f64>,
     baseline_param: Option<String>,
@@ -56,6 +58,8 @@ pub(crate) struct Target {
 pub(crate) enum Criterion {
     /// Figure at least this many times the best peer's.
     MinRatioVsBestPeer(f64),
+    /// Figure at least `ratio` times the named peer's.
+    MinRatioVsPeer { ratio: f64, peer: String },
     /// Median time per iteration at most this many milliseconds.
     MaxMs(f64),
     /// Figure at least `ratio` times its own figure at `baseline`.
@@ -112,6 +116,7 @@ impl Criterion {
     pub fn short(&self) -> String {
         match self {
             Criterion::MinRatioVsBestPeer(r) => format!("≥{r}×"),
+            Criterion::MinRatioVsPeer { ratio, peer } => format!("≥{ratio}× {peer}"),
             Criterion::MaxMs(ms) => format!("≤{ms} ms"),
             Criterion::MinRatioVsSelf { ratio, baseline } => format!("≥{ratio}× vs {baseline}"),
             Criterion::MinThroughputM(m) => format!("≥{m} M/s"),
@@ -122,6 +127,7 @@ impl Criterion {
     pub fn describe(&self) -> String {
         match self {
             Criterion::MinRatioVsBestPeer(r) => format!("sheaf ≥{r}× best peer"),
+            Criterion::MinRatioVsPeer { ratio, peer } => format!("sheaf ≥{ratio}× {peer}"),
             Criterion::MaxMs(ms) => format!("sheaf median ≤{ms} ms per iteration"),
             Criterion::MinRatioVsSelf { ratio, baseline } => {
                 format!("sheaf ≥{ratio}× sheaf at {baseline}")
@@ -133,9 +139,9 @@ impl Criterion {
     /// A measured value in the criterion's terms: `1.62×`, `7.50 ms`, `162 M/s`.
     pub fn format_measured(&self, value: f64) -> String {
         match self {
-            Criterion::MinRatioVsBestPeer(_) | Criterion::MinRatioVsSelf { .. } => {
-                format_ratio(value)
-            }
+            Criterion::MinRatioVsBestPeer(_)
+            | Criterion::MinRatioVsPeer { .. }
+            | Criterion::MinRatioVsSelf { .. } => format_ratio(value),
             Criterion::MaxMs(_) => format!("{} ms", format_value(value)),
             Criterion::MinThroughputM(_) => format!("{} M/s", format_value(value)),
         }
@@ -169,6 +175,15 @@ impl Target {
         if let Some(r) = raw.min_ratio_vs_best_peer {
             criteria.push(Criterion::MinRatioVsBestPeer(positive(r)?));
         }
+        match (raw.min_ratio_vs_peer, raw.peer) {
+            (Some(ratio), Some(peer)) => criteria.push(Criterion::MinRatioVsPeer {
+                ratio: positive(ratio)?,
+                peer,
+            }),
+            (Some(_), None) => return Err("min_ratio_vs_peer needs peer".into()),
+            (None, Some(_)) => return Err("peer without min_ratio_vs_peer".into()),
+            (None, None) => {}
+        }
         if let Some(ms) = raw.max_ms {
             criteria.push(Criterion::MaxMs(positive(ms)?));
         }
@@ -185,9 +200,11 @@ impl Target {
             criteria.push(Criterion::MinThroughputM(positive(m)?));
         }
         if criteria.len() != 1 {
-            return Err("give exactly one of min_ratio_vs_best_peer, max_ms, \
-                 min_ratio_vs_self, min_throughput_m (use one [[target]] per criterion)"
-                .into());
+            return Err(
+                "give exactly one of min_ratio_vs_best_peer, min_ratio_vs_peer, \
+                 max_ms, min_ratio_vs_self, min_throughput_m (use one [[target]] per criterion)"
+                    .into(),
+            );
         }
         Ok(Target {
             group: raw.group,
@@ -223,6 +240,13 @@ impl Target {
                 let own = group.figure(row, sheaf)?;
                 let (_, peer) = group.best_peer(row)?;
                 let ratio = group.metric.advantage(own.value, peer.value);
+                Some((ratio, ratio >= *min))
+            }
+            Criterion::MinRatioVsPeer { ratio: min, peer } => {
+                let own = group.figure(row, sheaf)?;
+                let col = group.implementations.iter().position(|i| i == peer)?;
+                let theirs = group.figure(row, col)?;
+                let ratio = group.metric.advantage(own.value, theirs.value);
                 Some((ratio, ratio >= *min))
             }
             Criterion::MaxMs(max) => {
@@ -312,11 +336,19 @@ mod tests {
             [[target]]
             group = "ring/batch64"
             min_throughput_m = 150
+
+            [[target]]
+            group = "ring/blocking"
+            min_ratio_vs_peer = 1.2
+            peer = "kanal"
             "##,
         )
         .unwrap();
         let criteria: Vec<String> = targets.iter().map(|t| t.criterion.short()).collect();
-        assert_eq!(criteria, ["≥1.5×", "≤10 ms", "≥1.8× vs 1", "≥150 M/s"]);
+        assert_eq!(
+            criteria,
+            ["≥1.5×", "≤10 ms", "≥1.8× vs 1", "≥150 M/s", "≥1.2× kanal"]
+        );
         assert_eq!(targets[0].issue.as_deref(), Some("#2"));
         assert!(targets[1].covers("anything"));
         assert!(!targets[0].covers("8"));
@@ -332,6 +364,8 @@ mod tests {
         assert!(Target::parse(no_base)
             .unwrap_err()
             .contains("baseline_param"));
+        let no_peer = "[[target]]\ngroup = \"g\"\nmin_ratio_vs_peer = 2\n";
+        assert!(Target::parse(no_peer).unwrap_err().contains("needs peer"));
         let typo = "[[target]]\ngroup = \"g\"\nmax_msec = 1\n";
         assert!(Target::parse(typo).unwrap_err().contains("max_msec"));
         let negative = "[[target]]\ngroup = \"g\"\nmax_ms = -1\n";
