@@ -175,26 +175,20 @@ impl Target {
         if let Some(r) = raw.min_ratio_vs_best_peer {
             criteria.push(Criterion::MinRatioVsBestPeer(positive(r)?));
         }
-        match (raw.min_ratio_vs_peer, raw.peer) {
-            (Some(ratio), Some(peer)) => criteria.push(Criterion::MinRatioVsPeer {
-                ratio: positive(ratio)?,
-                peer,
-            }),
-            (Some(_), None) => return Err("min_ratio_vs_peer needs peer".into()),
-            (None, Some(_)) => return Err("peer without min_ratio_vs_peer".into()),
-            (None, None) => {}
+        if let Some((ratio, peer)) = paired(
+            (raw.min_ratio_vs_peer, "min_ratio_vs_peer"),
+            (raw.peer, "peer"),
+        )? {
+            criteria.push(Criterion::MinRatioVsPeer { ratio, peer });
         }
         if let Some(ms) = raw.max_ms {
             criteria.push(Criterion::MaxMs(positive(ms)?));
         }
-        match (raw.min_ratio_vs_self, raw.baseline_param) {
-            (Some(ratio), Some(baseline)) => criteria.push(Criterion::MinRatioVsSelf {
-                ratio: positive(ratio)?,
-                baseline,
-            }),
-            (Some(_), None) => return Err("min_ratio_vs_self needs baseline_param".into()),
-            (None, Some(_)) => return Err("baseline_param without min_ratio_vs_self".into()),
-            (None, None) => {}
+        if let Some((ratio, baseline)) = paired(
+            (raw.min_ratio_vs_self, "min_ratio_vs_self"),
+            (raw.baseline_param, "baseline_param"),
+        )? {
+            criteria.push(Criterion::MinRatioVsSelf { ratio, baseline });
         }
         if let Some(m) = raw.min_throughput_m {
             criteria.push(Criterion::MinThroughputM(positive(m)?));
@@ -298,6 +292,20 @@ impl Target {
                 .collect(),
         };
         Evaluation { rows }
+    }
+}
+
+/// A ratio and the setting it needs (`min_ratio_vs_self` + `baseline_param`):
+/// both or neither.
+fn paired(
+    (ratio, ratio_key): (Option<f64>, &str),
+    (with, with_key): (Option<String>, &str),
+) -> Result<Option<(f64, String)>, String> {
+    match (ratio, with) {
+        (Some(ratio), Some(with)) => Ok(Some((positive(ratio)?, with))),
+        (Some(_), None) => Err(format!("{ratio_key} needs {with_key}")),
+        (None, Some(_)) => Err(format!("{with_key} without {ratio_key}")),
+        (None, None) => Ok(None),
     }
 }
 
