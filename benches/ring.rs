@@ -30,7 +30,8 @@
 //!   crossbeam's `ArrayQueue`. DESIGN.md reads the result.
 //! - `ring/batch64`: producers send in batches of 64, consumers take up to 64
 //!   at a time, at `1p1c` and `2p2c`. `sheaf` is the raw `Ring`
-//!   (`push_batch` / `pop_batch`, spinning then yielding), `sheaf-channel`
+//!   (`push_batch` / `pop_batch`, spinning then yielding; each producer
+//!   refills one `Vec`, which `push_batch` hands back), `sheaf-channel`
 //!   the channel (`try_send_batch`, blocking on `send` of the first leftover
 //!   when full; `recv_batch`). crossbeam's `ArrayQueue` and channel have no
 //!   batch calls: `arrayqueue-loop64` and `crossbeam-channel-loop64` loop over
@@ -456,8 +457,10 @@ trait Batched {
     type Rx: Clone + Send;
     /// A queue holding `cap` items.
     fn channel(cap: usize) -> (Self::Tx, Self::Rx);
-    /// Sends the values `items` (at most 64), waiting while the queue is full.
-    fn send_batch(tx: &Self::Tx, items: Range<u64>);
+    /// Sends the values `items` (at most 64), waiting while the queue is
+    /// full; `buffer` is the producer's own, empty and reusable between
+    /// calls (for APIs that take a `Vec`).
+    fn send_batch(tx: &Self::Tx, items: Range<u64>, buffer: &mut Vec<u64>);
     /// Appends between 1 and `max` items to `out`, waiting while the queue is empty.
     fn recv_batch(rx: &Self::Rx, out: &mut Vec<u64>, max: usize);
 }
@@ -473,12 +476,16 @@ impl Batched for SheafRing {
         (Arc::clone(&ring), ring)
     }
     #[inline]
-    fn send_batch(tx: &Self::Tx, items: Range<u64>) {
-        let mut rest = tx.push_batch(items);
+    fn send_batch(tx: &Self::Tx, items: Range<u64>, buffer: &mut Vec<u64>) {
+        buffer.extend(items);
         let mut backoff = Backoff::new();
-        while !rest.is_empty() {
+        loop {
+            // `push_batch` hands the same allocation back, emptied.
+            *buffer = tx.push_batch(std::mem::take(buffer));
+            if buffer.is_empty() {
+                return;
+            }
             backoff.snooze();
-            rest = tx.push_batch(rest);
         }
     }
     #[inline]
@@ -501,15 +508,17 @@ impl Batched for SheafChannelBatch {
         sheaf::channel::bounded(cap)
     }
     #[inline]
-    fn send_batch(tx: &Self::Tx, items: Range<u64>) {
-        let mut rest = tx.try_send_batch(items.collect()).expect("receivers alive");
-        while !rest.is_empty() {
-            let mut rest_iter = rest.into_iter();
-            let first = rest_iter.next().expect("not empty");
-            tx.send(first).expect("receivers alive");
-            rest = tx
-                .try_send_batch(rest_iter.collect())
+    fn send_batch(tx: &Self::Tx, items: Range<u64>, buffer: &mut Vec<u64>) {
+        buffer.extend(items);
+        loop {
+            *buffer = tx
+                .try_send_batch(std::mem::take(buffer))
                 .expect("receivers alive");
+            if buffer.is_empty() {
+                return;
+            }
+            let first = buffer.remove(0);
+            tx.send(first).expect("receivers alive");
         }
     }
     #[inline]
@@ -528,7 +537,7 @@ impl Batched for ArrayQueueLoop64 {
         ArrayQueueSpin::channel(cap)
     }
     #[inline]
-    fn send_batch(tx: &Self::Tx, items: Range<u64>) {
+    fn send_batch(tx: &Self::Tx, items: Range<u64>, _: &mut Vec<u64>) {
         for v in items {
             push_wait(tx, v);
         }
@@ -549,7 +558,7 @@ impl Batched for CrossbeamLoop64 {
         crossbeam_channel::bounded(cap)
     }
     #[inline]
-    fn send_batch(tx: &Self::Tx, items: Range<u64>) {
+    fn send_batch(tx: &Self::Tx, items: Range<u64>, _: &mut Vec<u64>) {
         for v in items {
             tx.send(v).expect("receivers alive");
         }
@@ -576,10 +585,11 @@ fn batch64<Q: Batched>(group: &mut BenchmarkGroup<'_, WallTime>) {
                         pc,
                         iters,
                         |tx, values| {
+                            let mut buffer = Vec::with_capacity(BATCH);
                             let mut next = values.start;
                             while next < values.end {
                                 let end = (next + BATCH as u64).min(values.end);
-                                Q::send_batch(tx, next..end);
+                                Q::send_batch(tx, next..end, &mut buffer);
                                 next = end;
                             }
                         },

@@ -524,7 +524,8 @@ impl<T> Sender<T> {
     }
 
     /// Sends many items with one claim per run of free slots, waking
-    /// receivers once; returns the items that did not fit (no waiting).
+    /// receivers once; returns the items that did not fit (no waiting), in
+    /// the same allocation, so one buffer can be refilled and resent.
     ///
     /// # Errors
     /// `Err(SendError(items))` when every receiver is gone.

@@ -298,7 +298,14 @@ impl<T> Ring<T> {
     /// The slot for an index.
     #[inline(always)]
     fn slot(&self, index: usize) -> &Slot<T> {
-        &self.buffer[self.map.slot(index)]
+        // Packed is the identity: a predictable branch is cheaper than the
+        // general formula, which cost `ring/batch64` 1p1c a fifth of its
+        // throughput (its claim loop reads 64 stamps in a row).
+        if self.map.layout == SlotLayout::Packed {
+            &self.buffer[index]
+        } else {
+            &self.buffer[self.map.slot(index)]
+        }
     }
 
     /// Position after `pos` advanced by `n` slots within its lap (`index + n <= cap`).
@@ -488,21 +495,37 @@ impl<T> Ring<T> {
     /// Pushes items in order from `items`, claiming runs of free slots with
     /// one CAS each, until the ring is full; returns the items that did not
     /// fit, in order.
+    ///
+    /// Given a `Vec`, it hands back that same allocation (emptied of what it
+    /// pushed), so a producer that refills and resubmits one buffer
+    /// allocates nothing per batch:
+    ///
+    /// ```
+    /// use sheaf::ring::Ring;
+    ///
+    /// let ring = Ring::with_capacity(4).unwrap();
+    /// let mut buffer = Vec::with_capacity(64);
+    /// buffer.extend(0..3);
+    /// buffer = ring.push_batch(buffer);
+    /// assert!(buffer.is_empty() && buffer.capacity() >= 64);
+    /// buffer.extend(3..6);
+    /// assert_eq!(ring.push_batch(buffer), vec![4, 5]); // one slot was left
+    /// ```
     pub fn push_batch(&self, items: impl IntoIterator<Item = T>) -> Vec<T> {
         // Buffer first: a claim must never exceed the items in hand, and an
-        // iterator's size_hint is not a promise. (A Vec is reused in place.)
-        let mut rest = items.into_iter().collect::<Vec<T>>().into_iter();
-        while rest.len() > 0 {
-            match self.claim_push(rest.len()) {
+        // iterator's size_hint is not a promise. (A Vec is taken as is.)
+        let mut items = items.into_iter().collect::<Vec<T>>();
+        while !items.is_empty() {
+            match self.claim_push(items.len()) {
                 PushSlot::Claimed { tail, count } => {
-                    for (i, item) in rest.by_ref().take(count).enumerate() {
+                    for (i, item) in items.drain(..count).enumerate() {
                         self.publish(tail + i, item);
                     }
                 }
                 PushSlot::Full { .. } | PushSlot::Stalled | PushSlot::Closed => break,
             }
         }
-        rest.collect()
+        items
     }
 
     /// Pops the oldest item, if any.
