@@ -111,22 +111,22 @@ impl Backoff {
     }
 }
 
-/// Pushes `v` into `q`, waiting (spin, then yield) while it is full.
+/// Pushes `v` with `try_push`, waiting (spin, then yield) while it is full.
 #[inline]
-fn push_wait(q: &ArrayQueue<u64>, mut v: u64) {
+fn push_wait(mut v: u64, try_push: impl Fn(u64) -> Result<(), u64>) {
     let mut backoff = Backoff::new();
-    while let Err(back) = q.push(v) {
+    while let Err(back) = try_push(v) {
         v = back;
         backoff.snooze();
     }
 }
 
-/// Pops from `q`, waiting (spin, then yield) while it is empty.
+/// Pops with `try_pop`, waiting (spin, then yield) while it is empty.
 #[inline]
-fn pop_wait(q: &ArrayQueue<u64>) -> u64 {
+fn pop_wait(try_pop: impl Fn() -> Option<u64>) -> u64 {
     let mut backoff = Backoff::new();
     loop {
-        if let Some(v) = q.pop() {
+        if let Some(v) = try_pop() {
             return v;
         }
         backoff.snooze();
@@ -242,22 +242,12 @@ impl<const L: usize> Blocking for SheafRingLayout<L> {
         (Arc::clone(&ring), ring)
     }
     #[inline]
-    fn send(tx: &Self::Tx, mut v: u64) {
-        let mut backoff = Backoff::new();
-        while let Err(back) = tx.try_push(v) {
-            v = back;
-            backoff.snooze();
-        }
+    fn send(tx: &Self::Tx, v: u64) {
+        push_wait(v, |v| tx.try_push(v));
     }
     #[inline]
     fn recv(rx: &Self::Rx) -> u64 {
-        let mut backoff = Backoff::new();
-        loop {
-            if let Some(v) = rx.try_pop() {
-                return v;
-            }
-            backoff.snooze();
-        }
+        pop_wait(|| rx.try_pop())
     }
 }
 
@@ -378,11 +368,11 @@ impl Blocking for ArrayQueueSpin {
     }
     #[inline]
     fn send(tx: &Self::Tx, v: u64) {
-        push_wait(tx, v);
+        push_wait(v, |v| tx.push(v));
     }
     #[inline]
     fn recv(rx: &Self::Rx) -> u64 {
-        pop_wait(rx)
+        pop_wait(|| rx.pop())
     }
 }
 
@@ -539,12 +529,12 @@ impl Batched for ArrayQueueLoop64 {
     #[inline]
     fn send_batch(tx: &Self::Tx, items: Range<u64>, _: &mut Vec<u64>) {
         for v in items {
-            push_wait(tx, v);
+            push_wait(v, |v| tx.push(v));
         }
     }
     #[inline]
     fn recv_batch(rx: &Self::Rx, out: &mut Vec<u64>, max: usize) {
-        out.extend((0..max).map(|_| pop_wait(rx)));
+        out.extend((0..max).map(|_| pop_wait(|| rx.pop())));
     }
 }
 

@@ -28,8 +28,9 @@ struct Slot<T> {
 /// Where consecutive positions' slots lie in memory: a choice between memory
 /// and false sharing, made once in [`Ring::with_layout`].
 ///
-/// Measured in `benches/ring.rs` (group `ring/layout`); DESIGN.md has the
-/// figures and why [`Packed`](SlotLayout::Packed) is the default.
+/// Measured in `benches/ring.rs` (groups `ring/algorithm` and
+/// `ring/blocking`); DESIGN.md ("Slot layout") has the figures and why
+/// [`Packed`](SlotLayout::Packed) is the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SlotLayout {
