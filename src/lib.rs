@@ -36,19 +36,24 @@
 
 pub mod aggregator;
 pub mod channel;
+pub mod clock;
 mod error;
 pub mod hash;
 pub mod merge;
+mod overflow;
 pub mod ring;
 mod sync;
 pub mod table;
 pub mod topology;
+mod unwind;
+mod wait;
 pub mod writer;
 
 pub use aggregator::{
     AddError, Aggregator, AggregatorBuilder, AggregatorStats, OnFull, ShutdownReport,
 };
 pub use error::ConfigError;
+pub use overflow::Overflow;
 pub use table::{Drain, ShardedTable, ShardedTableBuilder, Upsert};
 pub use writer::{SerialWriter, SerialWriterBuilder, WriterHandle};
 

@@ -125,19 +125,6 @@ mod imp {
 #[allow(unused_imports)]
 pub(crate) use imp::*;
 
-/// Orders a SeqCst access before a later SeqCst access to another location.
-///
-/// The C++20 model (and so Rust's) already guarantees that two SeqCst
-/// accesses are seen in one total order, which is what the channel's
-/// "register, then re-check" handshake relies on. Loom models SeqCst accesses
-/// as acquire/release only, so under loom this is an explicit SeqCst fence;
-/// elsewhere it is nothing.
-#[inline(always)]
-pub(crate) fn loom_seqcst_fence() {
-    #[cfg(sheaf_loom)]
-    atomic::fence(atomic::Ordering::SeqCst);
-}
-
 /// Reads an atomic through `&mut`, where no other thread can race (in `Drop`).
 pub(crate) trait AtomicUsizeExt {
     fn load_mut(&mut self) -> usize;

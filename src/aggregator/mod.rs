@@ -751,12 +751,7 @@ where
     fn record_panic(&self, panic: &(dyn Any + Send), dropped: u64) {
         Counters::bump(&self.counters.merge_panics, 1);
         Counters::bump(&self.counters.dropped_merge_panic, dropped.max(1));
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_string());
-        *self.last_panic.lock() = Some(message);
+        *self.last_panic.lock() = Some(crate::unwind::message(panic));
     }
 
     /// Folds `(k, v)` into `map`; a panicking merge drops both (counted).

@@ -9,9 +9,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::waiters::{Ticket, Waiters, Wake};
 use super::{Attempt, Overflow, Receiver, RecvError, SendError, Sender};
 use crate::ring::Blocked;
+use crate::wait::{Ticket, Waiters, Wake};
 
 /// The future of [`Receiver::recv_async`].
 #[must_use = "futures do nothing unless polled"]

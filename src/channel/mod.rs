@@ -31,7 +31,6 @@
 mod errors;
 #[cfg(feature = "async")]
 mod futures;
-mod waiters;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -44,28 +43,12 @@ pub use errors::{
 #[cfg(feature = "async")]
 pub use futures::{RecvFuture, SendFuture};
 
+pub use crate::overflow::Overflow;
 use crate::ring::{Blocked, Ring, SlotLayout};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc};
+use crate::wait::{park_until, Waiters, Wake};
 use crate::ConfigError;
-use waiters::{park_until, Waiters, Wake};
-
-/// What a send does when the channel is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Overflow {
-    /// Wait for room (the default).
-    #[default]
-    Block,
-    /// Wait for room up to the duration, then refuse: the item comes back
-    /// in the error and is counted in `timed_out`.
-    BlockTimeout(Duration),
-    /// Drop the item being sent and count it in `dropped_newest`.
-    DropNewest,
-    /// Evict the oldest queued item to make room and count it in `dropped_oldest`.
-    DropOldest,
-    /// Refuse at once: the item comes back in the error and is counted in `rejected`.
-    Reject,
-}
 
 /// Counters of a channel. `sent` and `received` are derived from the ring's
 /// positions, so counting them costs nothing on the hot path.

@@ -33,9 +33,10 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 
 use super::Overflow;
+use crate::sync::atomic::fence;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::thread::{self, Thread};
-use crate::sync::{loom_seqcst_fence, Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard};
 
 /// The `signal` bit that asks the writer thread to look at its requests
 /// (flush tickets, stop); bits 0..63 are the shards'.
@@ -176,7 +177,7 @@ impl WaitList {
         list.entries.push((id, thread::current()));
         self.count.fetch_add(1, Ordering::SeqCst);
         drop(list);
-        loom_seqcst_fence();
+        fence(Ordering::SeqCst);
         id
     }
 
@@ -190,7 +191,7 @@ impl WaitList {
 
     /// Wakes every registered waiter. Call after the state change it announces.
     pub(super) fn notify_all(&self) {
-        loom_seqcst_fence();
+        fence(Ordering::SeqCst);
         if self.count.load(Ordering::SeqCst) == 0 {
             return;
         }
@@ -637,7 +638,7 @@ impl Queue {
     /// Tells the writer thread about `bits`, waking it if it sleeps.
     pub(super) fn signal_bits(&self, bits: u64) {
         self.signal.fetch_or(bits, Ordering::SeqCst);
-        loom_seqcst_fence();
+        fence(Ordering::SeqCst);
         let state = self.sleeping.load(Ordering::SeqCst);
         let wake = state == PARKED || (state == LINGERING && bits & CONTROL != 0);
         if wake

@@ -162,12 +162,3 @@ impl fmt::Display for ErrorRecord {
         Ok(())
     }
 }
-
-/// The message of a caught panic.
-pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_string())
-}

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use super::queue::{
     Batch, Chunk, Queue, WaitList, AWAKE, CONTROL, IN_SINK, LINGERING, PARKED, SHARD_FREE_MAX,
 };
-use super::stats::{panic_message, CloseReport, ErrorOrigin, ErrorRecord};
+use super::stats::{CloseReport, ErrorOrigin, ErrorRecord};
 use super::{AsyncHook, SyncHook};
+use crate::sync::atomic::fence;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::thread::{self, JoinHandle, Thread};
-use crate::sync::{loom_seqcst_fence, Arc, Mutex};
+use crate::sync::{Arc, Mutex};
+use crate::unwind::message as panic_message;
 
 /// The sink as the writer thread sees it, its type erased.
 pub(super) trait SinkOps: Send {
@@ -409,7 +411,7 @@ impl Worker<'_> {
         queue
             .sleeping
             .store(if lingering { LINGERING } else { PARKED }, Ordering::SeqCst);
-        loom_seqcst_fence();
+        fence(Ordering::SeqCst);
         let signal = queue.signal.load(Ordering::SeqCst);
         let pending = if lingering {
             signal & CONTROL != 0

@@ -1,0 +1,274 @@
+//! The one time source every timed component takes: a [`Clock`].
+//!
+//! Grace periods, schedules, rates and deadlines read time through a
+//! `Clock`, never through `Instant::now()` directly, so a test can drive a
+//! [`ManualClock`] and assert exact outcomes without sleeping. Production
+//! code uses [`MonotonicClock`] (the default everywhere).
+//!
+//! ```
+//! use std::time::Duration;
+//! use sheaf::clock::{Clock, ManualClock};
+//!
+//! let clock = ManualClock::new();
+//! let start = clock.now();
+//! clock.advance(Duration::from_millis(250));
+//! assert_eq!(clock.now() - start, Duration::from_millis(250));
+//! ```
+//!
+//! # Deadlines
+//!
+//! A duration too large to add to an instant (`Duration::MAX`, say) means
+//! "forever": [`deadline_after`] returns `None` for it rather than
+//! panicking, as std's and crossbeam's timed waits do.
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::thread::{self, Thread};
+use crate::sync::{Arc, Mutex};
+
+/// A source of monotonic and wall-clock time that can also put a thread to
+/// sleep until one of its instants.
+///
+/// Implementations must be monotonic: `now()` never goes backwards.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// The current monotonic instant.
+    fn now(&self) -> Instant;
+
+    /// The current wall-clock time (for calendars: cron, time windows).
+    fn wall(&self) -> SystemTime;
+
+    /// Parks the calling thread until `deadline` on this clock has passed,
+    /// or until the thread is unparked, or spuriously; callers re-check
+    /// their condition in a loop. `None` parks until unparked.
+    fn park_until(&self, deadline: Option<Instant>);
+}
+
+/// The system's clocks: `Instant::now()` and `SystemTime::now()`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonotonicClock;
+
+impl Clock for MonotonicClock {
+    #[inline]
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn park_until(&self, deadline: Option<Instant>) {
+        match deadline {
+            None => thread::park(),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !left.is_zero() {
+                    thread::park_timeout(left);
+                }
+            }
+        }
+    }
+}
+
+/// A clock that moves only when told to, for exact tests.
+///
+/// Clones share one time line. Threads parked in
+/// [`park_until`](Clock::park_until) are woken on every
+/// [`advance`](Self::advance) or [`set`](Self::set), so a component's
+/// background thread sees each step of the test.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use sheaf::clock::{Clock, ManualClock};
+///
+/// let clock = ManualClock::starting_at(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+/// clock.advance(Duration::from_secs(60));
+/// assert_eq!(clock.wall(), UNIX_EPOCH + Duration::from_secs(1_700_000_060));
+/// ```
+#[derive(Clone)]
+pub struct ManualClock {
+    inner: Arc<ManualInner>,
+}
+
+struct ManualInner {
+    origin: Instant,
+    wall_origin: SystemTime,
+    /// Nanoseconds since `origin`.
+    elapsed: AtomicU64,
+    parked: Mutex<Vec<Thread>>,
+}
+
+impl ManualClock {
+    /// A manual clock whose wall time starts at the real wall time now.
+    pub fn new() -> Self {
+        Self::starting_at(SystemTime::now())
+    }
+
+    /// A manual clock whose wall time starts at `wall`.
+    pub fn starting_at(wall: SystemTime) -> Self {
+        Self {
+            inner: Arc::new(ManualInner {
+                origin: Instant::now(),
+                wall_origin: wall,
+                elapsed: AtomicU64::new(0),
+                parked: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Moves time forward by `by` (saturating at about 584 years) and
+    /// wakes every thread parked on this clock.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        // fetch_update cannot fail with a closure that always returns Some.
+        let _ = self
+            .inner
+            .elapsed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| {
+                Some(e.saturating_add(by))
+            });
+        self.wake();
+    }
+
+    /// Sets the time to `elapsed` after the clock's start, if that is not
+    /// earlier than now (the clock never goes back), and wakes parked threads.
+    pub fn set(&self, elapsed: Duration) {
+        let to = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.elapsed.fetch_max(to, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// Time since the clock's start.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.inner.elapsed.load(Ordering::Acquire))
+    }
+
+    /// The instant the clock started at (its `now()` before any advance).
+    pub fn origin(&self) -> Instant {
+        self.inner.origin
+    }
+
+    fn wake(&self) {
+        let parked = std::mem::take(&mut *self.inner.parked.lock());
+        for thread in parked {
+            thread.unpark();
+        }
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManualClock")
+            .field("elapsed", &self.elapsed())
+            .finish()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.inner.origin + self.elapsed()
+    }
+
+    fn wall(&self) -> SystemTime {
+        self.inner.wall_origin + self.elapsed()
+    }
+
+    fn park_until(&self, deadline: Option<Instant>) {
+        // Register before the re-check, so an advance between the two still
+        // unparks this thread (the parked list's lock orders them).
+        {
+            let me = thread::current();
+            let mut parked = self.inner.parked.lock();
+            if !parked.iter().any(|t| t.id() == me.id()) {
+                parked.push(me);
+            }
+        }
+        if deadline.is_some_and(|d| self.now() >= d) {
+            return;
+        }
+        thread::park();
+    }
+}
+
+/// `now + timeout`, or `None` ("forever") when that is not representable.
+#[inline]
+pub fn deadline_after(now: Instant, timeout: Duration) -> Option<Instant> {
+    now.checked_add(timeout)
+}
+
+/// A shared handle to the clock a component was built with.
+#[allow(dead_code)]
+pub(crate) type SharedClock = Arc<dyn Clock>;
+
+/// The default clock, shared.
+#[allow(dead_code)]
+pub(crate) fn monotonic() -> SharedClock {
+    Arc::new(MonotonicClock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new();
+        let t0 = clock.now();
+        assert_eq!(clock.now(), t0);
+        clock.advance(Duration::from_millis(5));
+        assert_eq!(clock.now() - t0, Duration::from_millis(5));
+        clock.set(Duration::from_millis(3)); // never backwards
+        assert_eq!(clock.elapsed(), Duration::from_millis(5));
+        clock.set(Duration::from_millis(9));
+        assert_eq!(clock.elapsed(), Duration::from_millis(9));
+        clock.advance(Duration::MAX); // saturates, no panic
+        assert_eq!(clock.elapsed(), Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn wall_time_follows_the_monotonic_time() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);
+        let clock = ManualClock::starting_at(start);
+        clock.advance(Duration::from_secs(3_600));
+        assert_eq!(clock.wall(), start + Duration::from_secs(3_600));
+    }
+
+    #[test]
+    fn advance_wakes_a_parked_thread() {
+        let clock = ManualClock::new();
+        let deadline = clock.now() + Duration::from_secs(10);
+        let waiter = {
+            let clock = clock.clone();
+            std::thread::spawn(move || {
+                while clock.now() < deadline {
+                    clock.park_until(Some(deadline));
+                }
+                clock.now()
+            })
+        };
+        // However the threads interleave, the waiter returns only once the
+        // deadline has passed on the manual clock.
+        for _ in 0..10 {
+            clock.advance(Duration::from_secs(1));
+        }
+        assert_eq!(waiter.join().unwrap(), deadline);
+    }
+
+    #[test]
+    fn unrepresentable_deadline_means_forever() {
+        let now = Instant::now();
+        assert_eq!(deadline_after(now, Duration::MAX), None);
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(1)),
+            Some(now + Duration::from_secs(1))
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! [`Overflow`]: what a full buffer does with one more item, the one policy
+//! type every buffering component takes (channel, serialized writer, group
+//! batcher output, worker pool queue).
+//!
+//! Whatever the policy, nothing is lost silently: an item either goes in,
+//! comes back to the caller in an error, or is counted in a named loss
+//! counter of the component.
+
+use std::time::Duration;
+
+/// What a send does when the buffer is full.
+///
+/// `Duration::MAX` (or any timeout too large to add to the current instant)
+/// in [`BlockTimeout`](Overflow::BlockTimeout) means "wait forever", as
+/// [`Block`](Overflow::Block) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Wait for room (the default).
+    #[default]
+    Block,
+    /// Wait for room up to the duration, then refuse: the item comes back
+    /// in the error and is counted in `timed_out`.
+    BlockTimeout(Duration),
+    /// Drop the item being sent and count it in `dropped_newest`.
+    DropNewest,
+    /// Evict the oldest queued item to make room and count it in `dropped_oldest`.
+    DropOldest,
+    /// Refuse at once: the item comes back in the error and is counted in `rejected`.
+    Reject,
+}
+
+impl Overflow {
+    /// `true` for the policies under which a send may wait.
+    pub fn may_wait(&self) -> bool {
+        matches!(self, Overflow::Block | Overflow::BlockTimeout(_))
+    }
+}
