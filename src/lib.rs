@@ -15,6 +15,8 @@
 //! - [`SerialWriter`]: many threads write records, one
 //!   thread owns the sink, with coalescing, hooks, a flush handshake and a
 //!   close report.
+//! - [`pool::WorkerPool`]: worker threads on the channel, with task
+//!   handles, caught panics, cooperative timeouts and a reported shutdown.
 //! - [`topology`]: CPUs, physical cores and NUMA nodes; per-core pinning.
 //!
 //! ```
@@ -41,6 +43,7 @@ mod error;
 pub mod hash;
 pub mod merge;
 mod overflow;
+pub mod pool;
 pub mod ring;
 mod sync;
 pub mod table;
@@ -54,6 +57,7 @@ pub use aggregator::{
 };
 pub use error::ConfigError;
 pub use overflow::Overflow;
+pub use pool::{Task, WorkerPool};
 pub use table::{Drain, ShardedTable, ShardedTableBuilder, Upsert};
 pub use writer::{SerialWriter, SerialWriterBuilder, WriterHandle};
 
