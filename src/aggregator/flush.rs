@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use super::{Counters, Inner, OnFull, Partition, ShutdownReport, DROP_DEADLINE};
 use crate::channel::{SendTimeoutError, Sender, TrySendError};
+use crate::clock::deadline_after;
 use crate::sync::atomic::Ordering;
 use crate::sync::{thread, Arc, MutexGuard};
-use crate::table::Refused;
+use crate::table::{Counting, Refused};
 use crate::topology::{pin_current_thread, Topology};
 use crate::ConfigError;
 
@@ -91,7 +92,7 @@ where
             let table = &self.stripes[0];
             let mut storage = table.take_shard(shard);
             self.forget_keys(storage.len());
-            while let Some((k, v)) = storage.pop_for_drain() {
+            while let Some((k, v)) = storage.pop() {
                 delivered += self.deliver_or_keep(sender, k, v, part);
             }
             table.recycle(shard, storage);
@@ -100,7 +101,7 @@ where
             for table in self.stripes.iter() {
                 let mut storage = table.take_shard(shard);
                 self.forget_keys(storage.len());
-                while let Some((k, v)) = storage.pop_for_drain() {
+                while let Some((k, v)) = storage.pop() {
                     self.fold_into(&mut fold, k, v);
                 }
                 table.recycle(shard, storage);
@@ -111,12 +112,6 @@ where
             part.fold = fold;
         }
         delivered
-    }
-
-    fn forget_keys(&self, n: usize) {
-        if self.max_keys.is_some() && n > 0 {
-            self.keys.fetch_sub(n, Ordering::Relaxed);
-        }
     }
 
     /// Delivers one entry under the policy; an entry not delivered goes back
@@ -146,10 +141,23 @@ where
         }
     }
 
+    /// Hands one entry to the output under the policy. `flushed` is counted
+    /// *before* the entry becomes visible to a consumer (and taken back if
+    /// it does not go), so a consumer that has received `n` entries always
+    /// reads `flushed >= n`.
     fn deliver(&self, sender: &Sender<(K, V)>, k: K, v: V) -> Delivery<K, V> {
+        Counters::bump(&self.counters.flushed, 1);
+        let delivery = self.send(sender, k, v);
+        if !matches!(delivery, Delivery::Delivered) {
+            self.counters.flushed.fetch_sub(1, Ordering::Relaxed);
+        }
+        delivery
+    }
+
+    fn send(&self, sender: &Sender<(K, V)>, k: K, v: V) -> Delivery<K, V> {
         match self.on_full {
             OnFull::Retain => match sender.try_send((k, v)) {
-                Ok(()) => self.delivered(),
+                Ok(()) => Delivery::Delivered,
                 Err(TrySendError::Full((k, v)) | TrySendError::Disconnected((k, v))) => {
                     Delivery::Kept(k, v)
                 }
@@ -161,7 +169,7 @@ where
                         return Delivery::Kept(item.0, item.1);
                     }
                     match sender.send_timeout(item, BLOCK_SLICE) {
-                        Ok(()) => return self.delivered(),
+                        Ok(()) => return Delivery::Delivered,
                         Err(
                             SendTimeoutError::Timeout(back) | SendTimeoutError::Disconnected(back),
                         ) => item = back,
@@ -169,7 +177,7 @@ where
                 }
             }
             OnFull::DropNewest => match sender.try_send((k, v)) {
-                Ok(()) => self.delivered(),
+                Ok(()) => Delivery::Delivered,
                 Err(TrySendError::Full(_)) => {
                     Counters::bump(&self.counters.dropped_newest, 1);
                     Delivery::Dropped
@@ -181,16 +189,11 @@ where
                     if evicted.is_some() {
                         Counters::bump(&self.counters.dropped_oldest, 1);
                     }
-                    self.delivered()
+                    Delivery::Delivered
                 }
                 Err(back) => Delivery::Kept(back.0 .0, back.0 .1),
             },
         }
-    }
-
-    fn delivered(&self) -> Delivery<K, V> {
-        Counters::bump(&self.counters.flushed, 1);
-        Delivery::Delivered
     }
 
     /// Puts a flushed entry back into the table, merging any value added
@@ -198,11 +201,15 @@ where
     pub(super) fn retain(&self, k: K, v: V) -> Result<(), (K, V)> {
         let table = &self.stripes[0];
         let merge = &*self.merge;
+        // As in `add`: tells a merge panic (entry removed) from a `Hash` or
+        // `Eq` panic (table unchanged).
+        let merging = std::cell::Cell::new(false);
         let result = catch_unwind(AssertUnwindSafe(|| {
             table.try_upsert(
                 k,
                 v,
                 |present, retained| {
+                    merging.set(true);
                     let newer = mem::replace(present, retained);
                     merge.merge(present, newer);
                 },
@@ -212,17 +219,20 @@ where
                     }
                     true
                 },
-                false,
+                Counting::Skip,
             )
         }));
         match result {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(Refused::Closed(k, v) | Refused::Full(k, v))) => Err((k, v)),
             Err(panic) => {
-                if self.max_keys.is_some() {
-                    self.keys.fetch_sub(1, Ordering::Relaxed);
+                if merging.get() {
+                    // The entry (retained and newer values) was removed.
+                    self.forget_keys(1);
+                    self.record_panic(panic.as_ref(), 2);
+                } else {
+                    self.record_panic(panic.as_ref(), 1);
                 }
-                self.record_panic(panic.as_ref(), 2);
                 Ok(())
             }
         }
@@ -232,7 +242,7 @@ where
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return ShutdownReport::empty();
         }
-        let end = Instant::now() + deadline;
+        let end = deadline_after(Instant::now(), deadline);
         self.closing.store(true, Ordering::Release);
         // Stop the flushers: each wakes, sees `closing`, and leaves.
         let flushers = mem::take(&mut *self.flushers.lock());
@@ -252,7 +262,7 @@ where
         // an add either got in before (and is taken here) or sees `closed`.
         if self.stripes.len() == 1 {
             for mut storage in self.stripes[0].close_and_drain() {
-                while let Some(pair) = storage.pop_for_drain() {
+                while let Some(pair) = storage.pop() {
                     items.push(pair);
                 }
             }
@@ -260,7 +270,7 @@ where
             let mut fold = mem::take(&mut parts[0].fold);
             for table in self.stripes.iter() {
                 for mut storage in table.close_and_drain() {
-                    while let Some((k, v)) = storage.pop_for_drain() {
+                    while let Some((k, v)) = storage.pop() {
                         self.fold_into(&mut fold, k, v);
                     }
                 }
@@ -303,15 +313,26 @@ where
     }
 
     /// Delivery during shutdown: Retain and Block wait for room until the deadline.
-    fn deliver_final(&self, sender: &Sender<(K, V)>, k: K, v: V, end: Instant) -> Delivery<K, V> {
+    fn deliver_final(
+        &self,
+        sender: &Sender<(K, V)>,
+        k: K,
+        v: V,
+        end: Option<Instant>,
+    ) -> Delivery<K, V> {
         match self.on_full {
             OnFull::Retain | OnFull::Block => {
-                let left = end.saturating_duration_since(Instant::now());
+                // `None`: a deadline too far to represent, i.e. forever.
+                let left = end.map_or(Duration::MAX, |end| end.saturating_duration_since(Instant::now()));
+                Counters::bump(&self.counters.flushed, 1);
                 match sender.send_timeout((k, v), left) {
-                    Ok(()) => self.delivered(),
+                    Ok(()) => Delivery::Delivered,
                     Err(
                         SendTimeoutError::Timeout((k, v)) | SendTimeoutError::Disconnected((k, v)),
-                    ) => Delivery::Kept(k, v),
+                    ) => {
+                        self.counters.flushed.fetch_sub(1, Ordering::Relaxed);
+                        Delivery::Kept(k, v)
+                    }
                 }
             }
             OnFull::DropNewest | OnFull::DropOldest => self.deliver(sender, k, v),
@@ -368,21 +389,31 @@ where
     V: Send + 'static,
     S: BuildHasher + Send + Sync + 'static,
 {
-    let mut next = Instant::now() + period;
+    // A period too long to add to an instant never ticks.
+    let Some(mut next) = deadline_after(Instant::now(), period) else {
+        while !inner.closing.load(Ordering::Acquire) {
+            thread::park();
+        }
+        return;
+    };
     while !inner.closing.load(Ordering::Acquire) {
         let now = Instant::now();
         if now < next {
             thread::park_timeout(next - now);
             continue;
         }
-        inner.flush_partition(p, true);
-        next += period;
+        // Every user callback inside a flush is already caught; this is the
+        // last line, so that nothing can end periodic flushing for good.
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| inner.flush_partition(p, true))) {
+            inner.record_panic(panic.as_ref(), 0);
+        }
+        next = next.checked_add(period).unwrap_or(next);
         let after = Instant::now();
         if after > next {
             // The flush overran whole periods: those ticks found it running.
             let missed = ((after - next).as_nanos() / period.as_nanos().max(1)) as u64 + 1;
             Counters::bump(&inner.counters.ticks_skipped, missed);
-            next = after + period;
+            next = deadline_after(after, period).unwrap_or(next);
         }
     }
 }

@@ -54,7 +54,7 @@ use crate::hash::FastBuildHasher;
 use crate::merge::{FnMerge, Merge};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc, Mutex};
-use crate::table::{Refused, ShardedTable, Upsert};
+use crate::table::{Counting, Refused, ShardedTable, Upsert};
 use crate::topology::Topology;
 use crate::ConfigError;
 
@@ -542,15 +542,19 @@ where
                 return Err(AddError::MergePanicked);
             }
         };
+        // Set just before the merge runs: a panic with it set came from the
+        // merge (the table removed that key's entry), one without it from
+        // the key's `Hash` or `Eq` (the table is unchanged, no key admitted).
+        let merging = std::cell::Cell::new(false);
+        let merge_fn = |acc: &mut V, v: V| {
+            merging.set(true);
+            merge.merge(acc, v)
+        };
         let attempt = AssertUnwindSafe(|| match inner.max_keys {
-            None => table.try_upsert(key, value, |acc, v| merge.merge(acc, v), || true, true),
-            Some(max) => table.try_upsert(
-                key,
-                value,
-                |acc, v| merge.merge(acc, v),
-                || inner.admit_key(max),
-                true,
-            ),
+            None => table.try_upsert(key, value, merge_fn, || true, Counting::Count),
+            Some(max) => {
+                table.try_upsert(key, value, merge_fn, || inner.admit_key(max), Counting::Count)
+            }
         });
         match catch_unwind(attempt) {
             Ok(Ok(upsert)) => Ok(upsert),
@@ -563,9 +567,9 @@ where
                 Err(AddError::Full(k, v))
             }
             Err(panic) => {
-                // The table removed the entry whose merge panicked.
-                if inner.max_keys.is_some() {
-                    inner.keys.fetch_sub(1, Ordering::Relaxed);
+                if merging.get() {
+                    // The table removed the entry whose merge panicked.
+                    inner.forget_keys(1);
                 }
                 inner.record_panic(panic.as_ref(), 1);
                 Err(AddError::MergePanicked)
@@ -754,10 +758,13 @@ where
         *self.last_panic.lock() = Some(crate::unwind::message(panic));
     }
 
-    /// Folds `(k, v)` into `map`; a panicking merge drops both (counted).
-    fn fold_into(&self, map: &mut HashMap<K, V, FastBuildHasher>, k: K, v: V) {
+    /// Folds `(k, v)` into `map`. A panicking merge drops both values, a
+    /// panicking `Hash` or `Eq` of the key drops the pair; either way the
+    /// loss is counted and the fold goes on (the map is left consistent:
+    /// std's map changes nothing when hashing or comparing panics).
+    pub(super) fn fold_into(&self, map: &mut HashMap<K, V, FastBuildHasher>, k: K, v: V) {
         use std::collections::hash_map::Entry;
-        match map.entry(k) {
+        let folded = catch_unwind(AssertUnwindSafe(|| match map.entry(k) {
             Entry::Vacant(e) => {
                 e.insert(v);
             }
@@ -769,6 +776,16 @@ where
                     self.record_panic(panic.as_ref(), 2);
                 }
             }
+        }));
+        if let Err(panic) = folded {
+            self.record_panic(panic.as_ref(), 1);
+        }
+    }
+
+    /// Forgets `n` keys that left the tables (for the key cap).
+    pub(super) fn forget_keys(&self, n: usize) {
+        if self.max_keys.is_some() && n > 0 {
+            self.keys.fetch_sub(n, Ordering::Relaxed);
         }
     }
 }
