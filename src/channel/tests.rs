@@ -290,3 +290,192 @@ fn async_mixes_with_blocking_threads_and_drop_of_pending_future() {
     sender.join().unwrap();
     assert_eq!(got, (0..100).collect::<Vec<_>>());
 }
+
+// ---- Regression tests for the core-hardening issue (#10) ----
+
+use crate::ring::raw::stall;
+
+/// Runs `f` on a new thread whose next claim-to-publish (or claim-to-take)
+/// stops at the ring's stall point until the returned sender is used.
+/// Returns once the thread is stalled there.
+fn stalled<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> (std::sync::mpsc::Sender<()>, thread::JoinHandle<R>) {
+    let (claimed_tx, claimed_rx) = std::sync::mpsc::channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    let handle = thread::spawn(move || {
+        let mut once = Some((claimed_tx, resume_rx));
+        stall::HOOK.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move || {
+                if let Some((claimed, resume)) = once.take() {
+                    claimed.send(()).unwrap();
+                    resume.recv().unwrap();
+                }
+            }))
+        });
+        f()
+    });
+    claimed_rx.recv().unwrap();
+    (resume_tx, handle)
+}
+
+/// Defect 3: with the oldest item claimed by a receiver that has not freed
+/// its slot, `force_send` used to hand back its own item as if it were the
+/// evicted one (and count it in `dropped_oldest`). Now it waits for that
+/// receiver: room is coming, nothing is evicted.
+#[test]
+fn force_send_never_evicts_its_own_item_behind_a_stalled_receiver() {
+    let (tx, rx) = bounded_with::<u32>(2, Overflow::DropOldest);
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    let (resume, receiver) = {
+        let rx = rx.clone();
+        stalled(move || rx.try_recv())
+    };
+    // The receiver holds item 1's slot mid-take: the channel is not full
+    // for long, and force_send must not answer with its own item.
+    let sender = {
+        let tx = tx.clone();
+        thread::spawn(move || tx.force_send(3))
+    };
+    resume.send(()).unwrap();
+    assert_eq!(receiver.join().unwrap(), Ok(1));
+    assert_eq!(sender.join().unwrap(), Ok(None));
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [2, 3]);
+    let s = rx.stats();
+    assert_eq!((s.dropped_oldest, s.sent, s.received), (0, 3, 3));
+}
+
+/// Defect 3, second half: once the receivers are gone, `force_send` (and
+/// `send` under DropOldest) hand the item back.
+#[test]
+fn force_send_to_a_closed_channel_hands_the_item_back() {
+    let (tx, rx) = bounded_with::<u32>(1, Overflow::DropOldest);
+    tx.send(1).unwrap();
+    drop(rx);
+    assert_eq!(tx.force_send(2), Err(SendError(2)));
+    assert_eq!(tx.send(3), Err(SendError(3)));
+    assert_eq!(tx.stats().dropped_oldest, 0);
+}
+
+/// Defect 4: a batch of at most 0 items takes nothing.
+#[test]
+fn try_recv_batch_of_zero_takes_nothing() {
+    let (tx, rx) = bounded::<u32>(4);
+    tx.send(1).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(rx.try_recv_batch(&mut out, 0), 0);
+    assert!(out.is_empty());
+    assert_eq!(rx.len(), 1);
+    assert_eq!(rx.recv_batch(&mut out, 0), Ok(0));
+    assert_eq!(rx.try_recv_batch(&mut out, 5), 1);
+    assert_eq!(out, [1]);
+}
+
+/// Defect 5: an unrepresentable deadline means "wait forever", never a panic.
+#[test]
+fn duration_max_waits_forever_instead_of_panicking() {
+    let (tx, rx) = bounded::<u32>(1);
+    assert_eq!(tx.send_timeout(1, Duration::MAX), Ok(()));
+    assert_eq!(rx.recv_timeout(Duration::MAX), Ok(1));
+    // Blocked with no deadline, woken by the other side.
+    let waiter = {
+        let rx = rx.clone();
+        thread::spawn(move || rx.recv_timeout(Duration::MAX))
+    };
+    tx.send(2).unwrap();
+    assert_eq!(waiter.join().unwrap(), Ok(2));
+    let (tx, rx) = bounded_with::<u32>(1, Overflow::BlockTimeout(Duration::MAX));
+    tx.send(3).unwrap();
+    let sender = thread::spawn(move || tx.send(4));
+    assert_eq!(rx.recv(), Ok(3));
+    assert_eq!(sender.join().unwrap(), Ok(()));
+    assert_eq!(rx.recv(), Ok(4));
+}
+
+/// Defect 6: a capacity the ring cannot allocate is a ConfigError, not an
+/// abort.
+#[test]
+fn huge_capacity_is_a_config_error() {
+    for capacity in [1usize << 40, 1 << 50, usize::MAX / 4, usize::MAX] {
+        let err = builder().capacity(capacity).build::<u64>().unwrap_err();
+        assert_eq!(err.setting(), "capacity", "{capacity}: {err}");
+    }
+}
+
+/// Defect 7 (crossbeam-channel's `linearizable` test): a thread that sent
+/// an item and then calls `try_recv` must get *an* item, even when the
+/// oldest slot belongs to a sender that was preempted mid-send.
+#[test]
+fn try_recv_is_linearizable() {
+    const THREADS: usize = 4;
+    let count = scaled(25_000);
+    let (tx, rx) = bounded::<usize>(THREADS);
+    thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                for i in 0..count {
+                    tx.send(i).unwrap();
+                    rx.try_recv().expect("an item is queued: this thread sent one");
+                }
+            });
+        }
+    });
+    assert!(rx.is_empty());
+}
+
+/// Defect 7, deterministically: a stalled sender at the head slot with a
+/// later item published. `try_recv` waits for the stalled sender rather
+/// than answer Empty; with nothing published behind it, Empty is right.
+#[test]
+fn try_recv_waits_for_a_stalled_sender_only_when_an_item_is_behind_it() {
+    let (tx, rx) = bounded::<u32>(4);
+    let (resume, sender) = {
+        let tx = tx.clone();
+        stalled(move || tx.send(1))
+    };
+    // Only the stalled send is in the channel: it has not returned, so
+    // "empty" is a correct answer.
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    tx.send(2).unwrap();
+    let receiver = {
+        let rx = rx.clone();
+        thread::spawn(move || rx.try_recv())
+    };
+    resume.send(()).unwrap();
+    assert_eq!(sender.join().unwrap(), Ok(()));
+    assert_eq!(receiver.join().unwrap(), Ok(1));
+    assert_eq!(rx.try_recv(), Ok(2));
+}
+
+/// Defect 8: items whose `Drop` panics, dropped with the last receiver (or
+/// the ring), must not abort the process: every item is dropped once and
+/// the first panic comes out.
+#[test]
+fn panicking_item_drops_do_not_abort() {
+    struct Bomb(Arc<AtomicUsize>);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            panic!("bomb");
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = bounded::<Bomb>(4);
+    for _ in 0..3 {
+        tx.send(Bomb(Arc::clone(&drops))).ok().unwrap();
+    }
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(rx)));
+    assert!(dropped.is_err(), "the first panic is resumed");
+    assert_eq!(drops.load(Ordering::Relaxed), 3, "every item dropped once");
+    assert!(tx.is_disconnected());
+
+    let drops = Arc::new(AtomicUsize::new(0));
+    let ring = crate::ring::Ring::with_capacity(4).unwrap();
+    for _ in 0..3 {
+        ring.try_push(Bomb(Arc::clone(&drops))).ok().unwrap();
+    }
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ring)));
+    assert!(dropped.is_err());
+    assert_eq!(drops.load(Ordering::Relaxed), 3);
+}

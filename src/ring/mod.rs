@@ -45,7 +45,7 @@
 //! assert_eq!(out, [2, 3, 5]);
 //! ```
 
-mod raw;
+pub(crate) mod raw;
 
 pub(crate) use raw::Blocked;
 pub use raw::{Ring, SlotLayout};

@@ -239,7 +239,8 @@ impl<T> Ring<T> {
     ///
     /// # Errors
     /// [`ConfigError`] if `capacity` is 0 or above `usize::MAX / 4`, or if
-    /// the slot array `layout` needs would not fit in memory's address space.
+    /// the slot array `layout` needs would not fit in memory's address space
+    /// or cannot be allocated.
     pub fn with_layout(capacity: usize, layout: SlotLayout) -> Result<Self, ConfigError> {
         if capacity == 0 || capacity > usize::MAX / 4 {
             return Err(ConfigError::new(
@@ -256,17 +257,30 @@ impl<T> Ring<T> {
                     format!("{capacity} slots laid out {layout:?} do not fit in memory"),
                 )
             })?;
-        let mut stamps = vec![usize::MAX; map.slots];
+        let too_big = || {
+            ConfigError::new(
+                "capacity",
+                format!(
+                    "{capacity} slots of {} bytes cannot be allocated; use a smaller capacity",
+                    std::mem::size_of::<Slot<T>>()
+                ),
+            )
+        };
+        // Fallible allocation: a capacity that passed the range check may
+        // still be more memory than there is; that is a ConfigError too.
+        let mut stamps: Vec<usize> = Vec::new();
+        stamps.try_reserve_exact(map.slots).map_err(|_| too_big())?;
+        stamps.resize(map.slots, usize::MAX);
         for index in 0..capacity {
             stamps[map.slot(index)] = index;
         }
-        let buffer = stamps
-            .into_iter()
-            .map(|stamp| Slot {
-                stamp: AtomicUsize::new(stamp),
-                value: UnsafeCell::new(MaybeUninit::uninit()),
-            })
-            .collect();
+        let mut buffer: Vec<Slot<T>> = Vec::new();
+        buffer.try_reserve_exact(map.slots).map_err(|_| too_big())?;
+        buffer.extend(stamps.into_iter().map(|stamp| Slot {
+            stamp: AtomicUsize::new(stamp),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }));
+        let buffer = buffer.into_boxed_slice();
         let mark = (capacity + 1).next_power_of_two();
         Ok(Self {
             head: CachePadded::new(AtomicUsize::new(0)),
