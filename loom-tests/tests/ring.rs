@@ -220,7 +220,10 @@ fn check_force_outcome(
             assert_eq!(r, newest, "refused an item it was not given");
         } else {
             assert!(r != newest, "the pushed item reported as evicted");
-            assert!(out.iter().all(|&o| o > r), "evicted {r}, but {out:?} remain/popped");
+            assert!(
+                out.iter().all(|&o| o > r),
+                "evicted {r}, but {out:?} remain/popped"
+            );
         }
     }
 }

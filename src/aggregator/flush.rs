@@ -323,7 +323,9 @@ where
         match self.on_full {
             OnFull::Retain | OnFull::Block => {
                 // `None`: a deadline too far to represent, i.e. forever.
-                let left = end.map_or(Duration::MAX, |end| end.saturating_duration_since(Instant::now()));
+                let left = end.map_or(Duration::MAX, |end| {
+                    end.saturating_duration_since(Instant::now())
+                });
                 Counters::bump(&self.counters.flushed, 1);
                 match sender.send_timeout((k, v), left) {
                     Ok(()) => Delivery::Delivered,

@@ -552,9 +552,13 @@ where
         };
         let attempt = AssertUnwindSafe(|| match inner.max_keys {
             None => table.try_upsert(key, value, merge_fn, || true, Counting::Count),
-            Some(max) => {
-                table.try_upsert(key, value, merge_fn, || inner.admit_key(max), Counting::Count)
-            }
+            Some(max) => table.try_upsert(
+                key,
+                value,
+                merge_fn,
+                || inner.admit_key(max),
+                Counting::Count,
+            ),
         });
         match catch_unwind(attempt) {
             Ok(Ok(upsert)) => Ok(upsert),

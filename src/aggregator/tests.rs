@@ -612,17 +612,26 @@ fn hash_and_eq_panics_in_add_keep_the_key_count_exact() {
         .build()
         .unwrap();
     fuses.hash.store(true, Ordering::Relaxed);
-    assert!(matches!(agg.add(fuses.key(3), 1), Err(AddError::MergePanicked)));
+    assert!(matches!(
+        agg.add(fuses.key(3), 1),
+        Err(AddError::MergePanicked)
+    ));
     fuses.hash.store(false, Ordering::Relaxed);
     assert_eq!(agg.add(fuses.key(13), 1).unwrap(), Upsert::Inserted);
     // An Eq panic while probing for a present key: the table is unchanged.
     fuses.eq.store(true, Ordering::Relaxed);
-    assert!(matches!(agg.add(fuses.key(13), 1), Err(AddError::MergePanicked)));
+    assert!(matches!(
+        agg.add(fuses.key(13), 1),
+        Err(AddError::MergePanicked)
+    ));
     fuses.eq.store(false, Ordering::Relaxed);
     assert_eq!(agg.add(fuses.key(1), 1).unwrap(), Upsert::Inserted);
     assert!(matches!(agg.add(fuses.key(2), 1), Err(AddError::Full(..))));
     let s = agg.stats();
-    assert_eq!((s.merge_panics, s.dropped_merge_panic, s.refused_full), (2, 2, 1));
+    assert_eq!(
+        (s.merge_panics, s.dropped_merge_panic, s.refused_full),
+        (2, 2, 1)
+    );
     let report = agg.shutdown(Duration::from_secs(10));
     let mut got: Vec<(u64, u64)> = agg.receiver().try_iter().map(|(k, v)| (k.id, v)).collect();
     got.sort_unstable();

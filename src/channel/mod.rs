@@ -43,11 +43,11 @@ pub use errors::{
 #[cfg(feature = "async")]
 pub use futures::{RecvFuture, SendFuture};
 
+use crate::clock::deadline_after;
 pub use crate::overflow::Overflow;
 use crate::ring::{Blocked, Ring, SlotLayout};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc};
-use crate::clock::deadline_after;
 use crate::wait::{deadline_passed, park_until, Waiters, Wake};
 use crate::ConfigError;
 

@@ -416,7 +416,8 @@ fn try_recv_is_linearizable() {
             scope.spawn(|| {
                 for i in 0..count {
                     tx.send(i).unwrap();
-                    rx.try_recv().expect("an item is queued: this thread sent one");
+                    rx.try_recv()
+                        .expect("an item is queued: this thread sent one");
                 }
             });
         }
@@ -478,4 +479,200 @@ fn panicking_item_drops_do_not_abort() {
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ring)));
     assert!(dropped.is_err());
     assert_eq!(drops.load(Ordering::Relaxed), 3);
+}
+
+/// Channel operations against a model, with peers stalled mid-operation by
+/// the ring's stall hook (so defects 3 and 7 of the core-hardening issue
+/// stay fixed): every item handed back, evicted or received is checked,
+/// and the counters match the model's at the end.
+mod stalled_peers_model {
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        TrySend(u16),
+        ForceSend(u16),
+        TryRecv,
+        /// A receiver thread claims the oldest item and stops before taking it.
+        StallReceiver,
+        /// A sender thread claims a slot and stops before publishing.
+        StallSender(u16),
+        Resume,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => any::<u16>().prop_map(Op::TrySend),
+            2 => any::<u16>().prop_map(Op::ForceSend),
+            3 => Just(Op::TryRecv),
+            1 => Just(Op::StallReceiver),
+            1 => any::<u16>().prop_map(Op::StallSender),
+            1 => Just(Op::Resume),
+        ]
+    }
+
+    /// A peer stopped at the stall point, and what it must finish with.
+    enum Stalled {
+        /// With the item it claimed and that item's position.
+        Receiver(
+            std::sync::mpsc::Sender<()>,
+            thread::JoinHandle<Result<u16, TryRecvError>>,
+            u16,
+            u64,
+        ),
+        Sender(
+            std::sync::mpsc::Sender<()>,
+            thread::JoinHandle<Result<(), SendError<u16>>>,
+        ),
+    }
+
+    struct Run {
+        tx: Sender<u16>,
+        rx: Receiver<u16>,
+        /// (position, item) in the channel, oldest first; a stalled sender's
+        /// item is in it (unpublished), a stalled receiver's item is not.
+        queue: VecDeque<(u64, u16)>,
+        stalled: Option<Stalled>,
+        /// Index in `queue` of a stalled sender's item.
+        unpublished: Option<usize>,
+        /// Next position to push.
+        tail: u64,
+        cap: usize,
+        evicted: u64,
+        received: u64,
+    }
+
+    impl Run {
+        /// Slots in use: the queue plus a stalled receiver's slot.
+        fn occupied(&self) -> usize {
+            self.queue.len() + usize::from(matches!(self.stalled, Some(Stalled::Receiver(..))))
+        }
+
+        /// The next push's slot is the one a stalled receiver still holds
+        /// (the ring is FIFO over fixed slots).
+        fn tail_on_stalled_slot(&self) -> bool {
+            matches!(self.stalled, Some(Stalled::Receiver(_, _, _, pos)) if self.tail == pos + self.cap as u64)
+        }
+
+        fn push(&mut self, v: u16) {
+            self.queue.push_back((self.tail, v));
+            self.tail += 1;
+        }
+
+        fn resume(&mut self) {
+            match self.stalled.take() {
+                Some(Stalled::Receiver(go, handle, item, _)) => {
+                    go.send(()).unwrap();
+                    assert_eq!(handle.join().unwrap(), Ok(item));
+                    self.received += 1;
+                }
+                Some(Stalled::Sender(go, handle)) => {
+                    go.send(()).unwrap();
+                    assert_eq!(handle.join().unwrap(), Ok(()));
+                    self.unpublished = None;
+                }
+                None => {}
+            }
+        }
+
+        fn apply(&mut self, op: Op) {
+            match op {
+                Op::TrySend(v) => {
+                    let result = self.tx.try_send(v);
+                    if self.occupied() < self.cap && !self.tail_on_stalled_slot() {
+                        assert_eq!(result, Ok(()));
+                        self.push(v);
+                    } else {
+                        // Full, or the next slot still held by a stalled
+                        // receiver (documented): the item comes back.
+                        assert_eq!(result, Err(TrySendError::Full(v)));
+                    }
+                }
+                Op::ForceSend(v) => {
+                    // Where the slot it needs is held mid-operation, force_send
+                    // waits for that peer; only this thread could resume it,
+                    // so let it finish first.
+                    if self.tail_on_stalled_slot()
+                        || (self.stalled.is_some() && self.occupied() == self.cap)
+                        || self.unpublished.is_some()
+                    {
+                        self.resume();
+                    }
+                    let result = self.tx.force_send(v);
+                    if self.occupied() < self.cap {
+                        assert_eq!(result, Ok(None));
+                    } else {
+                        let (_, oldest) = self.queue.pop_front().unwrap();
+                        assert_eq!(result, Ok(Some(oldest)), "evicts the oldest, never its own");
+                        self.evicted += 1;
+                    }
+                    self.push(v);
+                }
+                Op::TryRecv => {
+                    if self.unpublished == Some(0) && self.queue.len() > 1 {
+                        // A later item is published behind the stalled
+                        // send: try_recv would (rightly) wait for it.
+                        self.resume();
+                    }
+                    let result = self.rx.try_recv();
+                    if self.unpublished == Some(0) {
+                        assert_eq!(result, Err(TryRecvError::Empty), "only an unfinished send");
+                    } else if let Some((_, front)) = self.queue.pop_front() {
+                        assert_eq!(result, Ok(front));
+                        self.received += 1;
+                        self.unpublished = self.unpublished.map(|i| i - 1);
+                    } else {
+                        assert_eq!(result, Err(TryRecvError::Empty));
+                    }
+                }
+                Op::StallReceiver => {
+                    if self.stalled.is_none() && !self.queue.is_empty() {
+                        let rx = self.rx.clone();
+                        let (go, handle) = stalled(move || rx.try_recv());
+                        let (pos, item) = self.queue.pop_front().unwrap();
+                        self.stalled = Some(Stalled::Receiver(go, handle, item, pos));
+                    }
+                }
+                Op::StallSender(v) => {
+                    if self.stalled.is_none() && self.queue.len() < self.cap {
+                        let tx = self.tx.clone();
+                        let (go, handle) = stalled(move || tx.send(v));
+                        self.unpublished = Some(self.queue.len());
+                        self.push(v);
+                        self.stalled = Some(Stalled::Sender(go, handle));
+                    }
+                }
+                Op::Resume => self.resume(),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 256 }))]
+        #[test]
+        fn channel_with_stalled_peers_matches_the_model(
+            cap in 1usize..5,
+            ops in proptest::collection::vec(op(), 0..40),
+        ) {
+            let (tx, rx) = bounded_with::<u16>(cap, Overflow::DropOldest);
+            let mut run = Run {
+                tx, rx, queue: VecDeque::new(), stalled: None, unpublished: None,
+                tail: 0, cap, evicted: 0, received: 0,
+            };
+            for op in ops {
+                run.apply(op);
+            }
+            run.resume();
+            let rest: Vec<u16> = run.rx.try_iter().collect();
+            prop_assert_eq!(&rest, &run.queue.iter().map(|&(_, v)| v).collect::<Vec<_>>());
+            let s = run.rx.stats();
+            prop_assert_eq!(s.dropped_oldest, run.evicted);
+            prop_assert_eq!(s.received, run.received + rest.len() as u64);
+            prop_assert_eq!(s.sent, s.received + s.dropped_oldest);
+        }
+    }
 }

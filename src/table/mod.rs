@@ -220,7 +220,11 @@ impl<K, V, S> ShardedTableBuilder<K, V, S> {
                 )
             })?);
         }
-        Ok(ShardedTable::from_storage(storage, shard_capacity, self.hasher))
+        Ok(ShardedTable::from_storage(
+            storage,
+            shard_capacity,
+            self.hasher,
+        ))
     }
 }
 
