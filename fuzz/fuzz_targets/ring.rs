@@ -79,7 +79,8 @@ fuzz_target!(|data: &[u8]| {
                 model.push_back(v);
                 // Single-threaded: never refused, evicts exactly the oldest.
                 assert_eq!(
-                    ring.force_push(Box::new(v)).map(|evicted| evicted.map(|b| *b)),
+                    ring.force_push(Box::new(v))
+                        .map(|evicted| evicted.map(|b| *b)),
                     Ok(expected)
                 );
             }
