@@ -9,21 +9,30 @@ use std::time::{Duration, Instant};
 use super::{Counters, Inner, OnFull, Partition, ShutdownReport, DROP_DEADLINE};
 use crate::channel::{SendTimeoutError, Sender, TrySendError};
 use crate::clock::deadline_after;
+use crate::error::ConfigError;
 use crate::sync::atomic::Ordering;
 use crate::sync::{thread, Arc, MutexGuard};
 use crate::table::{Counting, Refused};
 use crate::topology::{pin_current_thread, Topology};
-use crate::ConfigError;
 
 /// How long a blocked flush waits before it looks at the closing flag again.
 const BLOCK_SLICE: Duration = Duration::from_millis(5);
 
-/// Where a flush stands with one entry.
-enum Delivery<K, V> {
+/// The outcome of handing one entry to the output (the crate says
+/// `Outcome` for the result of one try throughout).
+enum Outcome<K, V> {
     Delivered,
     Dropped,
     /// Not delivered; the caller keeps it (back in the table, or pending).
     Kept(K, V),
+}
+
+/// Who asked for a flush: a periodic tick is skipped when the partition is
+/// busy, a manual flush waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    Tick,
+    Manual,
 }
 
 impl<K, V, S> Inner<K, V, S>
@@ -35,13 +44,14 @@ where
     /// Flushes every partition in the calling thread.
     pub(super) fn flush_all(&self) -> usize {
         (0..self.partitions.len())
-            .map(|p| self.flush_partition(p, false).unwrap_or(0))
+            .map(|p| self.flush_partition(p, Trigger::Manual).unwrap_or(0))
             .sum()
     }
 
-    /// Flushes the shards of partition `p`. A periodic `tick` that finds the
+    /// Flushes the shards of partition `p`. A periodic tick that finds the
     /// partition being flushed (by a manual flush) is skipped: `None`.
-    pub(super) fn flush_partition(&self, p: usize, tick: bool) -> Option<usize> {
+    pub(super) fn flush_partition(&self, p: usize, trigger: Trigger) -> Option<usize> {
+        let tick = trigger == Trigger::Tick;
         let mut part = if tick {
             match self.partitions[p].try_lock() {
                 Some(part) => part,
@@ -66,7 +76,7 @@ where
         // everything back: leave the tables alone until there is room.
         let output_full = self.on_full == OnFull::Retain && sender.len() >= sender.capacity();
         if !output_full {
-            let shards = self.stripes[0].shards();
+            let shards = self.partials[0].shards();
             for shard in (p..shards).step_by(self.partitions.len()) {
                 delivered += self.flush_shard(shard, &sender, &mut part);
             }
@@ -88,8 +98,8 @@ where
         part: &mut MutexGuard<'_, Partition<K, V>>,
     ) -> usize {
         let mut delivered = 0;
-        if self.stripes.len() == 1 {
-            let table = &self.stripes[0];
+        if self.partials.len() == 1 {
+            let table = &self.partials[0];
             let mut storage = table.take_shard(shard);
             self.forget_keys(storage.len());
             while let Some((k, v)) = storage.pop() {
@@ -98,7 +108,7 @@ where
             table.recycle(shard, storage);
         } else {
             let mut fold = mem::take(&mut part.fold);
-            for table in self.stripes.iter() {
+            for table in self.partials.iter() {
                 let mut storage = table.take_shard(shard);
                 self.forget_keys(storage.len());
                 while let Some((k, v)) = storage.pop() {
@@ -125,9 +135,9 @@ where
         part: &mut Partition<K, V>,
     ) -> usize {
         match self.deliver(sender, k, v) {
-            Delivery::Delivered => 1,
-            Delivery::Dropped => 0,
-            Delivery::Kept(k, v) => {
+            Outcome::Delivered => 1,
+            Outcome::Dropped => 0,
+            Outcome::Kept(k, v) => {
                 if self.on_full == OnFull::Retain {
                     match self.retain(k, v) {
                         Ok(()) => Counters::bump(&self.counters.retained, 1),
@@ -145,31 +155,31 @@ where
     /// *before* the entry becomes visible to a consumer (and taken back if
     /// it does not go), so a consumer that has received `n` entries always
     /// reads `flushed >= n`.
-    fn deliver(&self, sender: &Sender<(K, V)>, k: K, v: V) -> Delivery<K, V> {
+    fn deliver(&self, sender: &Sender<(K, V)>, k: K, v: V) -> Outcome<K, V> {
         Counters::bump(&self.counters.flushed, 1);
         let delivery = self.send(sender, k, v);
-        if !matches!(delivery, Delivery::Delivered) {
+        if !matches!(delivery, Outcome::Delivered) {
             self.counters.flushed.fetch_sub(1, Ordering::Relaxed);
         }
         delivery
     }
 
-    fn send(&self, sender: &Sender<(K, V)>, k: K, v: V) -> Delivery<K, V> {
+    fn send(&self, sender: &Sender<(K, V)>, k: K, v: V) -> Outcome<K, V> {
         match self.on_full {
             OnFull::Retain => match sender.try_send((k, v)) {
-                Ok(()) => Delivery::Delivered,
+                Ok(()) => Outcome::Delivered,
                 Err(TrySendError::Full((k, v)) | TrySendError::Disconnected((k, v))) => {
-                    Delivery::Kept(k, v)
+                    Outcome::Kept(k, v)
                 }
             },
             OnFull::Block => {
                 let mut item = (k, v);
                 loop {
                     if self.closing.load(Ordering::Acquire) {
-                        return Delivery::Kept(item.0, item.1);
+                        return Outcome::Kept(item.0, item.1);
                     }
                     match sender.send_timeout(item, BLOCK_SLICE) {
-                        Ok(()) => return Delivery::Delivered,
+                        Ok(()) => return Outcome::Delivered,
                         Err(
                             SendTimeoutError::Timeout(back) | SendTimeoutError::Disconnected(back),
                         ) => item = back,
@@ -177,21 +187,21 @@ where
                 }
             }
             OnFull::DropNewest => match sender.try_send((k, v)) {
-                Ok(()) => Delivery::Delivered,
+                Ok(()) => Outcome::Delivered,
                 Err(TrySendError::Full(_)) => {
                     Counters::bump(&self.counters.dropped_newest, 1);
-                    Delivery::Dropped
+                    Outcome::Dropped
                 }
-                Err(TrySendError::Disconnected((k, v))) => Delivery::Kept(k, v),
+                Err(TrySendError::Disconnected((k, v))) => Outcome::Kept(k, v),
             },
             OnFull::DropOldest => match sender.force_send((k, v)) {
                 Ok(evicted) => {
                     if evicted.is_some() {
                         Counters::bump(&self.counters.dropped_oldest, 1);
                     }
-                    Delivery::Delivered
+                    Outcome::Delivered
                 }
-                Err(back) => Delivery::Kept(back.0 .0, back.0 .1),
+                Err(back) => Outcome::Kept(back.0 .0, back.0 .1),
             },
         }
     }
@@ -199,7 +209,7 @@ where
     /// Puts a flushed entry back into the table, merging any value added
     /// since in *after* it (so order-sensitive merges keep add order).
     pub(super) fn retain(&self, k: K, v: V) -> Result<(), (K, V)> {
-        let table = &self.stripes[0];
+        let table = &self.partials[0];
         let merge = &*self.merge;
         // As in `add`: tells a merge panic (entry removed) from a `Hash` or
         // `Eq` panic (table unchanged).
@@ -260,15 +270,15 @@ where
         }
         // Closing each shard and taking its storage is one critical section:
         // an add either got in before (and is taken here) or sees `closed`.
-        if self.stripes.len() == 1 {
-            for mut storage in self.stripes[0].close_and_drain() {
+        if self.partials.len() == 1 {
+            for mut storage in self.partials[0].close_and_drain() {
                 while let Some(pair) = storage.pop() {
                     items.push(pair);
                 }
             }
         } else {
             let mut fold = mem::take(&mut parts[0].fold);
-            for table in self.stripes.iter() {
+            for table in self.partials.iter() {
                 for mut storage in table.close_and_drain() {
                     while let Some((k, v)) = storage.pop() {
                         self.fold_into(&mut fold, k, v);
@@ -287,11 +297,11 @@ where
                     continue;
                 }
                 match self.deliver_final(&sender, k, v, end) {
-                    Delivery::Kept(k, v) => {
+                    Outcome::Kept(k, v) => {
                         timed_out = true;
                         undelivered.push((k, v));
                     }
-                    Delivery::Delivered | Delivery::Dropped => {}
+                    Outcome::Delivered | Outcome::Dropped => {}
                 }
             }
             // Dropping the last sender disconnects the output: receivers get
@@ -312,14 +322,14 @@ where
         }
     }
 
-    /// Delivery during shutdown: Retain and Block wait for room until the deadline.
+    /// Outcome during shutdown: Retain and Block wait for room until the deadline.
     fn deliver_final(
         &self,
         sender: &Sender<(K, V)>,
         k: K,
         v: V,
         end: Option<Instant>,
-    ) -> Delivery<K, V> {
+    ) -> Outcome<K, V> {
         match self.on_full {
             OnFull::Retain | OnFull::Block => {
                 // `None`: a deadline too far to represent, i.e. forever.
@@ -328,12 +338,12 @@ where
                 });
                 Counters::bump(&self.counters.flushed, 1);
                 match sender.send_timeout((k, v), left) {
-                    Ok(()) => Delivery::Delivered,
+                    Ok(()) => Outcome::Delivered,
                     Err(
                         SendTimeoutError::Timeout((k, v)) | SendTimeoutError::Disconnected((k, v)),
                     ) => {
                         self.counters.flushed.fetch_sub(1, Ordering::Relaxed);
-                        Delivery::Kept(k, v)
+                        Outcome::Kept(k, v)
                     }
                 }
             }
@@ -406,7 +416,9 @@ where
         }
         // Every user callback inside a flush is already caught; this is the
         // last line, so that nothing can end periodic flushing for good.
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| inner.flush_partition(p, true))) {
+        if let Err(panic) =
+            catch_unwind(AssertUnwindSafe(|| inner.flush_partition(p, Trigger::Tick)))
+        {
             inner.record_panic(panic.as_ref(), 0);
         }
         next = next.checked_add(period).unwrap_or(next);

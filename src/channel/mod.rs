@@ -44,12 +44,12 @@ pub use errors::{
 pub use futures::{RecvFuture, SendFuture};
 
 use crate::clock::deadline_after;
+use crate::error::ConfigError;
 pub use crate::overflow::Overflow;
-use crate::ring::{Blocked, Ring, SlotLayout};
+use crate::ring::{NoSlot, Ring, SlotLayout};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc};
 use crate::wait::{deadline_passed, park_until, Waiters, Wake};
-use crate::ConfigError;
 
 /// Counters of a channel. `sent` and `received` are derived from the ring's
 /// positions, so counting them costs nothing on the hot path.
@@ -109,9 +109,11 @@ const SPIN_BUDGET: Duration = Duration::from_nanos(1_500);
 /// mid-way through before it falls back to timed parks.
 const IN_FLIGHT_SPIN: Duration = Duration::from_micros(20);
 
-enum Attempt<R> {
+/// The outcome of one try at a send or receive (the crate says `Outcome`
+/// for the result of one try throughout).
+enum Outcome<R> {
     Ready(R),
-    NotReady(Blocked),
+    NotReady(NoSlot),
     Closed,
 }
 
@@ -157,28 +159,28 @@ impl<T> Chan<T> {
     }
 
     #[inline]
-    fn pop(&self) -> Attempt<T> {
+    fn pop(&self) -> Outcome<T> {
         match self.ring.pop_or_status() {
             Ok(item) => {
                 self.writers.notify_one();
-                Attempt::Ready(item)
+                Outcome::Ready(item)
             }
             Err(blocked) => {
                 if self.is_disconnected() {
                     // Senders are gone: drain what they left, then report.
                     return match self.ring.pop_or_status() {
-                        Ok(item) => Attempt::Ready(item),
-                        Err(Blocked::InFlight) => Attempt::NotReady(Blocked::InFlight),
-                        Err(Blocked::Settled | Blocked::Closed) => Attempt::Closed,
+                        Ok(item) => Outcome::Ready(item),
+                        Err(NoSlot::InFlight) => Outcome::NotReady(NoSlot::InFlight),
+                        Err(NoSlot::Settled | NoSlot::Closed) => Outcome::Closed,
                     };
                 }
-                Attempt::NotReady(blocked)
+                Outcome::NotReady(blocked)
             }
         }
     }
 
     #[inline]
-    fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> Attempt<usize> {
+    fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> Outcome<usize> {
         match self.ring.pop_batch_or_status(out, max) {
             Ok(n) => {
                 if n == 1 {
@@ -186,38 +188,38 @@ impl<T> Chan<T> {
                 } else {
                     self.writers.notify_all();
                 }
-                Attempt::Ready(n)
+                Outcome::Ready(n)
             }
             Err(blocked) => {
                 if self.is_disconnected() {
                     return match self.ring.pop_batch_or_status(out, max) {
-                        Ok(n) => Attempt::Ready(n),
-                        Err(Blocked::InFlight) => Attempt::NotReady(Blocked::InFlight),
-                        Err(Blocked::Settled | Blocked::Closed) => Attempt::Closed,
+                        Ok(n) => Outcome::Ready(n),
+                        Err(NoSlot::InFlight) => Outcome::NotReady(NoSlot::InFlight),
+                        Err(NoSlot::Settled | NoSlot::Closed) => Outcome::Closed,
                     };
                 }
-                Attempt::NotReady(blocked)
+                Outcome::NotReady(blocked)
             }
         }
     }
 
     /// One push attempt; `item` is left in place when it did not go in.
     #[inline]
-    fn push(&self, item: &mut Option<T>) -> Attempt<()> {
+    fn push(&self, item: &mut Option<T>) -> Outcome<()> {
         match self
             .ring
             .push_or_status(item.take().expect("an item to push"))
         {
             Ok(()) => {
                 self.readers.notify_one();
-                Attempt::Ready(())
+                Outcome::Ready(())
             }
             Err((back, blocked)) => {
                 *item = Some(back);
-                if blocked == Blocked::Closed {
-                    Attempt::Closed
+                if blocked == NoSlot::Closed {
+                    Outcome::Closed
                 } else {
-                    Attempt::NotReady(blocked)
+                    Outcome::NotReady(blocked)
                 }
             }
         }
@@ -229,12 +231,12 @@ impl<T> Chan<T> {
         &self,
         waiters: &Waiters,
         deadline: Option<Instant>,
-        mut attempt: impl FnMut() -> Attempt<R>,
+        mut attempt: impl FnMut() -> Outcome<R>,
     ) -> Result<R, WaitError> {
         match attempt() {
-            Attempt::Ready(r) => return Ok(r),
-            Attempt::Closed => return Err(WaitError::Closed),
-            Attempt::NotReady(_) => {}
+            Outcome::Ready(r) => return Ok(r),
+            Outcome::Closed => return Err(WaitError::Closed),
+            Outcome::NotReady(_) => {}
         }
         if !cfg!(sheaf_loom) {
             let start = Instant::now();
@@ -244,9 +246,9 @@ impl<T> Chan<T> {
                     crate::sync::spin_loop();
                 }
                 match attempt() {
-                    Attempt::Ready(r) => return Ok(r),
-                    Attempt::Closed => return Err(WaitError::Closed),
-                    Attempt::NotReady(_) => {}
+                    Outcome::Ready(r) => return Ok(r),
+                    Outcome::Closed => return Err(WaitError::Closed),
+                    Outcome::NotReady(_) => {}
                 }
                 spins += 1;
                 if spins % 4 == 0 && start.elapsed() >= SPIN_BUDGET {
@@ -257,36 +259,36 @@ impl<T> Chan<T> {
         loop {
             let ticket = waiters.register(Wake::current_thread());
             let mut blocked = match attempt() {
-                Attempt::Ready(r) => {
+                Outcome::Ready(r) => {
                     waiters.unregister(ticket, false);
                     return Ok(r);
                 }
-                Attempt::Closed => {
+                Outcome::Closed => {
                     waiters.unregister(ticket, false);
                     return Err(WaitError::Closed);
                 }
-                Attempt::NotReady(blocked) => blocked,
+                Outcome::NotReady(blocked) => blocked,
             };
-            if blocked == Blocked::InFlight && !cfg!(sheaf_loom) {
+            if blocked == NoSlot::InFlight && !cfg!(sheaf_loom) {
                 // The peer is normally nanoseconds from finishing: spin a
                 // little (time-bounded) before parking. Parking is sound
                 // either way: the peer's notify comes after its stamp store
                 // and a SeqCst fence, our re-check after `register`'s fence.
                 let until = Instant::now() + IN_FLIGHT_SPIN;
-                while blocked == Blocked::InFlight && Instant::now() < until {
+                while blocked == NoSlot::InFlight && Instant::now() < until {
                     for _ in 0..16 {
                         crate::sync::spin_loop();
                     }
                     match attempt() {
-                        Attempt::Ready(r) => {
+                        Outcome::Ready(r) => {
                             waiters.unregister(ticket, false);
                             return Ok(r);
                         }
-                        Attempt::Closed => {
+                        Outcome::Closed => {
                             waiters.unregister(ticket, false);
                             return Err(WaitError::Closed);
                         }
-                        Attempt::NotReady(now) => blocked = now,
+                        Outcome::NotReady(now) => blocked = now,
                     }
                 }
             }
@@ -294,9 +296,9 @@ impl<T> Chan<T> {
             if !notified && deadline_passed(deadline) {
                 waiters.unregister(ticket, false);
                 return match attempt() {
-                    Attempt::Ready(r) => Ok(r),
-                    Attempt::Closed => Err(WaitError::Closed),
-                    Attempt::NotReady(_) => Err(WaitError::Timeout),
+                    Outcome::Ready(r) => Ok(r),
+                    Outcome::Closed => Err(WaitError::Closed),
+                    Outcome::NotReady(_) => Err(WaitError::Timeout),
                 };
             }
             waiters.unregister(ticket, notified);
@@ -483,9 +485,9 @@ impl<T> Sender<T> {
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         let mut slot = Some(item);
         match self.chan.push(&mut slot) {
-            Attempt::Ready(()) => Ok(()),
-            Attempt::NotReady(_) => Err(TrySendError::Full(slot.take().expect("item kept"))),
-            Attempt::Closed => Err(TrySendError::Disconnected(slot.take().expect("item kept"))),
+            Outcome::Ready(()) => Ok(()),
+            Outcome::NotReady(_) => Err(TrySendError::Full(slot.take().expect("item kept"))),
+            Outcome::Closed => Err(TrySendError::Disconnected(slot.take().expect("item kept"))),
         }
     }
 
@@ -535,7 +537,7 @@ impl<T> Sender<T> {
                     chan.readers.notify_one();
                     return Ok(evicted);
                 }
-                Err((back, Blocked::Closed)) => return Err(SendError(back)),
+                Err((back, NoSlot::Closed)) => return Err(SendError(back)),
                 Err((back, _)) => {
                     // A receiver is mid-way through taking the oldest item:
                     // room is coming. Wait for that receiver, not for a
@@ -639,12 +641,12 @@ impl<T> Receiver<T> {
         let mut snooze = Snooze::default();
         loop {
             match chan.pop() {
-                Attempt::Ready(item) => return Ok(item),
-                Attempt::Closed => return Err(TryRecvError::Disconnected),
-                Attempt::NotReady(Blocked::InFlight) if chan.ring.published_behind_head() => {
+                Outcome::Ready(item) => return Ok(item),
+                Outcome::Closed => return Err(TryRecvError::Disconnected),
+                Outcome::NotReady(NoSlot::InFlight) if chan.ring.published_behind_head() => {
                     snooze.snooze();
                 }
-                Attempt::NotReady(_) => return Err(TryRecvError::Empty),
+                Outcome::NotReady(_) => return Err(TryRecvError::Empty),
             }
         }
     }
@@ -675,8 +677,8 @@ impl<T> Receiver<T> {
         let mut snooze = Snooze::default();
         loop {
             match chan.pop_batch(out, max) {
-                Attempt::Ready(n) => return n,
-                Attempt::NotReady(Blocked::InFlight) if chan.ring.published_behind_head() => {
+                Outcome::Ready(n) => return n,
+                Outcome::NotReady(NoSlot::InFlight) if chan.ring.published_behind_head() => {
                     snooze.snooze();
                 }
                 _ => return 0,

@@ -378,7 +378,7 @@ fn duration_max_waits_forever_instead_of_panicking() {
     let (tx, rx) = bounded::<u32>(1);
     assert_eq!(tx.send_timeout(1, Duration::MAX), Ok(()));
     assert_eq!(rx.recv_timeout(Duration::MAX), Ok(1));
-    // Blocked with no deadline, woken by the other side.
+    // NoSlot with no deadline, woken by the other side.
     let waiter = {
         let rx = rx.clone();
         thread::spawn(move || rx.recv_timeout(Duration::MAX))

@@ -47,7 +47,7 @@
 
 pub(crate) mod raw;
 
-pub(crate) use raw::Blocked;
+pub(crate) use raw::NoSlot;
 pub use raw::{Ring, SlotLayout};
 
 #[cfg(test)]

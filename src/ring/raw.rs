@@ -5,10 +5,10 @@ use std::mem::MaybeUninit;
 
 use crossbeam_utils::CachePadded;
 
+use crate::error::ConfigError;
 use crate::sync::atomic::{fence, AtomicUsize, Ordering};
 use crate::sync::AtomicUsizeExt;
 use crate::sync::{spin_loop, UnsafeCell};
-use crate::ConfigError;
 
 /// How many times an operation re-reads a slot held by an in-flight peer,
 /// backing off between reads, before it reports full/empty instead (see
@@ -187,9 +187,9 @@ fn backoff(step: &mut u32) {
     *step += 1;
 }
 
-/// Why an operation found no slot.
+/// Why an operation found no slot to claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Blocked {
+pub(crate) enum NoSlot {
     /// Really full (push) or empty (pop).
     Settled,
     /// The slot next in line is claimed by a peer that has not finished.
@@ -453,16 +453,16 @@ impl<T> Ring<T> {
 
     /// [`try_push`](Self::try_push) that says why it failed.
     #[inline]
-    pub(crate) fn push_or_status(&self, item: T) -> Result<(), (T, Blocked)> {
+    pub(crate) fn push_or_status(&self, item: T) -> Result<(), (T, NoSlot)> {
         match self.claim_push(1) {
             PushSlot::Claimed { tail, .. } => {
                 // SAFETY: `claim_push` claimed `tail` for this thread alone.
                 unsafe { self.publish(tail, item) };
                 Ok(())
             }
-            PushSlot::Full { .. } => Err((item, Blocked::Settled)),
-            PushSlot::Stalled => Err((item, Blocked::InFlight)),
-            PushSlot::Closed => Err((item, Blocked::Closed)),
+            PushSlot::Full { .. } => Err((item, NoSlot::Settled)),
+            PushSlot::Stalled => Err((item, NoSlot::InFlight)),
+            PushSlot::Closed => Err((item, NoSlot::Closed)),
         }
     }
 
@@ -482,7 +482,7 @@ impl<T> Ring<T> {
     }
 
     /// [`force_push`](Self::force_push) that says why it refused.
-    pub(crate) fn force_push_or_status(&self, item: T) -> Result<Option<T>, (T, Blocked)> {
+    pub(crate) fn force_push_or_status(&self, item: T) -> Result<Option<T>, (T, NoSlot)> {
         loop {
             match self.claim_push(1) {
                 PushSlot::Claimed { tail, .. } => {
@@ -490,8 +490,8 @@ impl<T> Ring<T> {
                     unsafe { self.publish(tail, item) };
                     return Ok(None);
                 }
-                PushSlot::Stalled => return Err((item, Blocked::InFlight)),
-                PushSlot::Closed => return Err((item, Blocked::Closed)),
+                PushSlot::Stalled => return Err((item, NoSlot::InFlight)),
+                PushSlot::Closed => return Err((item, NoSlot::Closed)),
                 PushSlot::Full { tail } => {
                     // Full: the tail slot holds the oldest item. Take it over by
                     // moving head past it, then refill it and move tail.
@@ -518,7 +518,7 @@ impl<T> Ring<T> {
                             // position), as every queued item of a closed
                             // ring does, and `item` goes back.
                             slot.stamp.store(tail + 1, Ordering::Release);
-                            return Err((item, Blocked::Closed));
+                            return Err((item, NoSlot::Closed));
                         }
                         // SAFETY: the head CAS made this thread the consumer of
                         // the published item in this slot and the tail add its
@@ -585,7 +585,7 @@ impl<T> Ring<T> {
 
     /// [`try_pop`](Self::try_pop) that says why it found nothing.
     #[inline]
-    pub(crate) fn pop_or_status(&self) -> Result<T, Blocked> {
+    pub(crate) fn pop_or_status(&self) -> Result<T, NoSlot> {
         let (head, count) = self.claim_pop(1)?;
         debug_assert_eq!(count, 1);
         // SAFETY: `claim_pop` claimed the published `head` for this thread alone.
@@ -616,7 +616,7 @@ impl<T> Ring<T> {
         &self,
         out: &mut Vec<T>,
         max: usize,
-    ) -> Result<usize, Blocked> {
+    ) -> Result<usize, NoSlot> {
         if max == 0 {
             return Ok(0);
         }
@@ -637,7 +637,7 @@ impl<T> Ring<T> {
 
     /// Claims up to `want` published slots from the head.
     #[inline]
-    fn claim_pop(&self, want: usize) -> Result<(usize, usize), Blocked> {
+    fn claim_pop(&self, want: usize) -> Result<(usize, usize), NoSlot> {
         let mut head = self.head.load(Ordering::Relaxed);
         let mut stuck = 0;
         let mut contended = 0;
@@ -672,7 +672,7 @@ impl<T> Ring<T> {
                 fence(Ordering::SeqCst);
                 let tail = self.tail.load(Ordering::Relaxed) & !self.mark;
                 if tail == head {
-                    return Err(Blocked::Settled);
+                    return Err(NoSlot::Settled);
                 }
             }
             // Stale head, or a peer mid-operation on this slot.
@@ -680,7 +680,7 @@ impl<T> Ring<T> {
             let current = self.head.load(Ordering::Relaxed);
             if current == head {
                 if stuck > STALL_SPINS {
-                    return Err(Blocked::InFlight);
+                    return Err(NoSlot::InFlight);
                 }
             } else {
                 stuck = 0;

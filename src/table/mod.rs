@@ -32,9 +32,9 @@ use std::hash::{BuildHasher, Hash};
 
 use crossbeam_utils::CachePadded;
 
+use crate::error::ConfigError;
 use crate::hash::FastBuildHasher;
 use crate::sync::{Mutex, MutexGuard};
-use crate::ConfigError;
 use raw::{Draining, RawTable, MAX_SHARD_ENTRIES};
 
 /// What an upsert did.
