@@ -202,7 +202,7 @@ fn stalled_producer_makes_pop_report_empty_not_spin() {
     // Another producer publishes behind the stalled one.
     ring.try_push(2).unwrap();
     assert_eq!(ring.len(), 2);
-    assert_eq!(ring.pop_or_status().err(), Some(super::Blocked::InFlight));
+    assert_eq!(ring.pop_or_status().err(), Some(super::NoSlot::InFlight));
     for _ in 0..3 {
         assert_eq!(ring.try_pop(), None, "the oldest item is not published yet");
     }
