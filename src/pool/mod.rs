@@ -107,7 +107,7 @@ impl WorkerPoolBuilder {
     /// The clock for task timeouts, busy time and shutdown deadlines
     /// (default: the system's [`MonotonicClock`](crate::clock::MonotonicClock)).
     pub fn clock(mut self, clock: std::sync::Arc<dyn Clock>) -> Self {
-        self.clock = Some(SharedClockFrom::from(clock));
+        self.clock = Some(clock);
         self
     }
 
@@ -171,35 +171,6 @@ impl WorkerPoolBuilder {
         });
         worker::start(&inner, workers, self.pin, &self.thread_name)?;
         Ok(WorkerPool { inner })
-    }
-}
-
-/// `std::sync::Arc<dyn Clock>` (what users hold) into the facade's `Arc`
-/// (loom's under `sheaf_loom`).
-struct SharedClockFrom;
-
-impl SharedClockFrom {
-    #[cfg(not(sheaf_loom))]
-    fn from(clock: std::sync::Arc<dyn Clock>) -> SharedClock {
-        clock
-    }
-
-    #[cfg(sheaf_loom)]
-    fn from(clock: std::sync::Arc<dyn Clock>) -> SharedClock {
-        #[derive(Debug)]
-        struct Shared(std::sync::Arc<dyn Clock>);
-        impl Clock for Shared {
-            fn now(&self) -> Instant {
-                self.0.now()
-            }
-            fn wall(&self) -> std::time::SystemTime {
-                self.0.wall()
-            }
-            fn park_until(&self, deadline: Option<Instant>) {
-                self.0.park_until(deadline)
-            }
-        }
-        Arc::new(Shared(clock))
     }
 }
 

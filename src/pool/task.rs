@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use crate::clock::{deadline_after, Clock};
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex};
-use crate::wait::{Waiters, Wake};
+use crate::wait::Waiters;
+#[cfg(feature = "async")]
+use crate::wait::Wake;
 
 use super::wait_on;
 
