@@ -47,6 +47,7 @@ pub mod pool;
 pub mod ring;
 mod sync;
 pub mod table;
+pub mod timer;
 pub mod topology;
 mod unwind;
 mod wait;
