@@ -17,6 +17,8 @@
 //!   close report.
 //! - [`pool::WorkerPool`]: worker threads on the channel, with task
 //!   handles, caught panics, cooperative timeouts and a reported shutdown.
+//! - [`schedule::Scheduler`]: one-shot, fixed-rate and cron jobs (time
+//!   zones, retries with jitter, windows) on a pool, timed by a timer wheel.
 //! - [`topology`]: CPUs, physical cores and NUMA nodes; per-core pinning.
 //!
 //! ```
@@ -45,6 +47,7 @@ pub mod merge;
 mod overflow;
 pub mod pool;
 pub mod ring;
+pub mod schedule;
 mod sync;
 pub mod table;
 pub mod timer;
