@@ -388,7 +388,9 @@ struct Extras {
 
 #[derive(Default)]
 struct Jobs {
-    map: HashMap<u64, Job, FastBuildHasher>,
+    /// Boxed: the table keeps up to twice as many slots as jobs, and a
+    /// slot is then one pointer, not a whole job.
+    map: HashMap<u64, Box<Job>, FastBuildHasher>,
     next_id: u64,
 }
 
@@ -502,7 +504,7 @@ impl Scheduler {
         };
         jobs.map.insert(
             id,
-            Job {
+            Box::new(Job {
                 cadence,
                 misfire: when.misfire,
                 work,
@@ -515,7 +517,7 @@ impl Scheduler {
                 failures: 0,
                 skipped_window: 0,
                 missed: 0,
-            },
+            }),
         );
         Ok(JobId(id))
     }
