@@ -28,6 +28,7 @@
 //! back unrun by a shutdown ([`PoolReport::unrun`]). A task that is not
 //! accepted comes back to the caller in [`Rejected`].
 
+mod gate;
 mod task;
 mod worker;
 
@@ -148,7 +149,7 @@ impl WorkerPoolBuilder {
             tx,
             rx,
             overflow: self.overflow,
-            gate: AtomicUsize::new(0),
+            gate: gate::Gate::new(),
             abort: AtomicBool::new(false),
             stop_pending: AtomicBool::new(false),
             handles: AtomicUsize::new(1),
@@ -157,7 +158,6 @@ impl WorkerPoolBuilder {
             counters: (0..workers)
                 .map(|_| CachePadded::new(WorkerCounters::default()))
                 .collect(),
-            running: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
             not_run: AtomicU64::new(0),
             handed: Mutex::new(HandBack {
@@ -370,6 +370,7 @@ enum Msg {
 
 #[derive(Default)]
 struct WorkerCounters {
+    started: AtomicU64,
     completed: AtomicU64,
     panicked: AtomicU64,
     timed_out: AtomicU64,
@@ -384,18 +385,15 @@ struct HandBack {
     tasks: Vec<QueuedTask>,
 }
 
-/// Set in `gate` once the pool accepts no more tasks; the rest of `gate`
-/// counts submitters between their check and their enqueue, in steps of 2.
-const CLOSED: usize = 1;
-const SUBMITTER: usize = 2;
-
 struct Inner {
     tx: Sender<Msg>,
     /// The pool's own receiver: keeps the channel open and lets a shutdown
     /// drain the queue.
     rx: Receiver<Msg>,
     overflow: Overflow,
-    gate: AtomicUsize,
+    /// Closed once the pool accepts no more tasks; counts the submitters
+    /// between their check and their enqueue.
+    gate: gate::Gate,
     /// Abort: workers hand tasks back instead of running them, and running
     /// tasks see their `Cancel` fire.
     abort: AtomicBool,
@@ -407,7 +405,6 @@ struct Inner {
     /// Notified when a worker exits and when the last submitter leaves a closed gate.
     changed: Waiters,
     counters: Box<[CachePadded<WorkerCounters>]>,
-    running: AtomicUsize,
     rejected: AtomicU64,
     not_run: AtomicU64,
     handed: Mutex<HandBack>,
@@ -496,14 +493,13 @@ impl WorkerPool {
         R: Send + 'static,
     {
         let inner = &*self.inner;
-        if inner.gate.fetch_add(SUBMITTER, Ordering::SeqCst) & CLOSED != 0 {
-            inner.leave_gate();
+        let Some(shard) = inner.gate.enter(&inner.changed) else {
             inner.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(Rejected {
                 task: f,
                 reason: RejectReason::ShutDown,
             });
-        }
+        };
         let slot = with_slot.then(|| Arc::new(Slot::new()));
         let job: Box<dyn Job> = Box::new(Erased {
             f: Some(f),
@@ -511,7 +507,7 @@ impl WorkerPool {
             slot: slot.clone(),
         });
         let sent = inner.tx.send(Msg::Run(job));
-        inner.leave_gate();
+        inner.gate.leave(shard, &inner.changed);
         match sent {
             Ok(()) => Ok(slot.map(Task::new)),
             Err(SendError(msg)) => {
@@ -547,7 +543,11 @@ impl WorkerPool {
         };
         PoolStats {
             queued: channel.len,
-            running: inner.running.load(Ordering::Relaxed),
+            running: {
+                // Finished first: a worker counts a start before its finish.
+                let finished = sum(|c| &c.completed) + sum(|c| &c.panicked) + sum(|c| &c.cancelled);
+                usize::try_from(sum(|c| &c.started).saturating_sub(finished)).unwrap_or(usize::MAX)
+            },
             completed: sum(|c| &c.completed),
             panicked: sum(|c| &c.panicked),
             timed_out: sum(|c| &c.timed_out),
@@ -570,7 +570,7 @@ impl WorkerPool {
 
     /// `true` once a shutdown has begun (or the pool was closed).
     pub fn is_shut_down(&self) -> bool {
-        self.inner.gate.load(Ordering::Acquire) & CLOSED != 0
+        self.inner.gate.is_closed()
     }
 
     /// Stops the pool: no new tasks are accepted; `mode` says what becomes
@@ -591,9 +591,9 @@ impl WorkerPool {
         if mode == ShutdownMode::Abort {
             inner.abort.store(true, Ordering::SeqCst);
         }
-        inner.gate.fetch_or(CLOSED, Ordering::SeqCst);
+        inner.gate.close();
         let mut on_time = wait_on(&*inner.clock, &inner.changed, deadline, || {
-            inner.gate.load(Ordering::SeqCst) == CLOSED
+            inner.gate.is_empty()
         });
         if on_time {
             if mode == ShutdownMode::Abort {
@@ -638,12 +638,6 @@ impl WorkerPool {
 }
 
 impl Inner {
-    fn leave_gate(&self) {
-        if self.gate.fetch_sub(SUBMITTER, Ordering::SeqCst) == CLOSED + SUBMITTER {
-            self.changed.notify_all();
-        }
-    }
-
     /// Takes every queued task out (the gate is closed and no submitter is
     /// mid-way, so nothing new arrives) and hands it back.
     fn drain_queue(&self) {
@@ -710,7 +704,7 @@ impl Drop for WorkerPool {
             // The last handle: nobody can submit any more. Close, and let
             // the workers finish the queue and exit in the background.
             let inner = &*self.inner;
-            if inner.gate.fetch_or(CLOSED, Ordering::SeqCst) & CLOSED == 0 {
+            if inner.gate.close() {
                 inner.request_stop();
             }
         }

@@ -40,7 +40,7 @@ pub(super) fn start(
             Err(e) => {
                 // Workers never started count as exited; stop the others.
                 inner.live.fetch_sub(workers - index, Ordering::SeqCst);
-                inner.gate.fetch_or(super::CLOSED, Ordering::SeqCst);
+                inner.gate.close();
                 if index > 0 {
                     inner.request_stop();
                 }
@@ -73,7 +73,7 @@ fn run(inner: &Inner, index: usize) {
 }
 
 fn run_one(inner: &Inner, counters: &WorkerCounters, job: Box<dyn super::Job>) {
-    inner.running.fetch_add(1, Ordering::Relaxed);
+    counters.started.fetch_add(1, Ordering::Relaxed);
     let clock = &*inner.clock;
     let start = clock.now();
     let deadline = inner.task_timeout.and_then(|t| deadline_after(start, t));
@@ -91,7 +91,6 @@ fn run_one(inner: &Inner, counters: &WorkerCounters, job: Box<dyn super::Job>) {
         if overran {
             counters.timed_out.fetch_add(1, Ordering::Relaxed);
         }
-        inner.running.fetch_sub(1, Ordering::Relaxed);
     };
     job.run(&inner.abort, deadline, clock, &mut account);
 }
