@@ -310,7 +310,9 @@ pub struct PoolStats {
     pub dropped: u64,
     /// Tasks handed back unrun by a shutdown (or dropped unrun after it).
     pub not_run: u64,
-    /// Time each worker spent running tasks, by worker index.
+    /// Time each worker spent busy, by worker index: from taking a task
+    /// after a wait until the queue next ran dry (updated at the end of
+    /// each busy period; exact once the pool is shut down).
     pub busy: Vec<Duration>,
 }
 

@@ -1,7 +1,9 @@
 //! The worker threads: take a message, run the task (or hand it back
 //! under abort), account for it, repeat until a stop message.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
 
 use crate::clock::deadline_after;
 use crate::sync::atomic::Ordering;
@@ -56,8 +58,27 @@ pub(super) fn start(
 
 fn run(inner: &Inner, index: usize) {
     let counters = &inner.counters[index];
-    // A stop message (or, never in practice, a closed channel) ends the loop.
-    while let Ok(Msg::Run(job)) = inner.rx.recv() {
+    let clock = &*inner.clock;
+    // Busy time is counted per busy period (from a wake-up with work to the
+    // queue running dry), so a stream of tiny tasks costs no clock reads.
+    let mut busy_since: Option<Instant> = None;
+    loop {
+        let msg = match inner.rx.try_recv() {
+            Ok(msg) => msg,
+            Err(_) => {
+                end_busy(clock, counters, &mut busy_since);
+                match inner.rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => break, // never in practice: the pool holds a sender
+                }
+            }
+        };
+        let Msg::Run(job) = msg else {
+            break; // a stop message
+        };
+        if busy_since.is_none() {
+            busy_since = Some(clock.now());
+        }
         if inner.abort.load(Ordering::SeqCst) {
             inner.hand_back(job);
         } else {
@@ -65,6 +86,7 @@ fn run(inner: &Inner, index: usize) {
         }
         inner.pay_stop();
     }
+    end_busy(clock, counters, &mut busy_since);
     // Pass the stop on to the next worker, then announce the exit.
     if inner.live.fetch_sub(1, Ordering::SeqCst) > 1 {
         inner.request_stop();
@@ -72,16 +94,23 @@ fn run(inner: &Inner, index: usize) {
     inner.changed.notify_all();
 }
 
-fn run_one(inner: &Inner, counters: &WorkerCounters, job: Box<dyn super::Job>) {
-    counters.started.fetch_add(1, Ordering::Relaxed);
-    let clock = &*inner.clock;
-    let start = clock.now();
-    let deadline = inner.task_timeout.and_then(|t| deadline_after(start, t));
-    let mut account = |ran: &Ran, overran: bool| {
-        let busy = clock.now().saturating_duration_since(start);
+fn end_busy(clock: &dyn Clock, counters: &WorkerCounters, busy_since: &mut Option<Instant>) {
+    if let Some(since) = busy_since.take() {
+        let busy = clock.now().saturating_duration_since(since);
         counters
             .busy_nanos
             .fetch_add(nanos(busy), Ordering::Relaxed);
+    }
+}
+
+fn run_one(inner: &Inner, counters: &WorkerCounters, job: Box<dyn super::Job>) {
+    counters.started.fetch_add(1, Ordering::Relaxed);
+    let clock = &*inner.clock;
+    // The clock is read per task only for a task timeout.
+    let deadline = inner
+        .task_timeout
+        .and_then(|t| deadline_after(clock.now(), t));
+    let mut account = |ran: &Ran, overran: bool| {
         let counter = match ran {
             Ran::Returned => &counters.completed,
             Ran::Panicked => &counters.panicked,
