@@ -88,7 +88,7 @@ impl HeapScheduler {
         let mut s = lock.lock().unwrap();
         let id = s.next_id;
         s.next_id += 1;
-        let earliest = s.heap.peek().is_none_or(|Reverse((e, _))| at < *e);
+        let earliest = s.heap.peek().map_or(true, |Reverse((e, _))| at < *e);
         s.heap.push(Reverse((at, id)));
         s.jobs.insert(id, Box::new(job));
         drop(s);
@@ -193,7 +193,7 @@ fn bench(c: &mut Criterion) {
                     }
                 });
             });
-            drop(s.shutdown(Duration::from_secs(5)));
+            let _report = s.shutdown(Duration::from_secs(5));
         }
         {
             let s = HeapScheduler::new();

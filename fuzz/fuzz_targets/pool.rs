@@ -65,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let mode = if first & 8 == 0 { ShutdownMode::Drain } else { ShutdownMode::Abort };
+    let mode = if first & 8 == 0 {
+        ShutdownMode::Drain
+    } else {
+        ShutdownMode::Abort
+    };
     let mut report = pool.shutdown(Duration::MAX, mode);
     assert!(!report.deadline_missed);
     let unrun = report.unrun.len() as u64;
@@ -101,7 +105,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(report.panicked, panicked);
     assert!(report.cancelled <= cancelled);
     assert!(not_run <= unrun);
-    assert_eq!(report.completed + report.panicked + report.cancelled + unrun, accepted);
+    assert_eq!(
+        report.completed + report.panicked + report.cancelled + unrun,
+        accepted
+    );
     if mode == ShutdownMode::Drain {
         assert_eq!((unrun, not_run), (0, 0));
         assert_eq!(report.cancelled, cancelled);

@@ -105,7 +105,7 @@ fn fixed_rate_never_drifts_and_misfires_follow_the_policy() {
         step(&scheduler, &clock, at_ms(55));
         step(&scheduler, &clock, at_ms(60)); // back on the grid, no drift
         let mut expected = vec![at_ms(10), at_ms(20)];
-        expected.extend(std::iter::repeat_n(at_ms(55), late_runs));
+        expected.extend(std::iter::repeat(at_ms(55)).take(late_runs));
         expected.push(at_ms(60));
         assert_eq!(*log.lock().unwrap(), expected, "{policy:?}");
         let report = scheduler.shutdown(Duration::MAX);
