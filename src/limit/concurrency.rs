@@ -533,6 +533,7 @@ impl<C: Clock> ConcurrencyLimiter<C> {
         self.queue.lock().entries.len()
     }
 
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     fn lock_queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock()
     }
