@@ -43,6 +43,7 @@
 //! reproduce. DESIGN.md ("The limiters") has the memory orderings and
 //! measurements.
 
+mod cached;
 mod concurrency;
 mod gcra;
 mod keyed;
@@ -56,6 +57,7 @@ use std::time::{Duration, Instant};
 
 use crate::ConfigError;
 
+pub use cached::CachedRateLimiter;
 #[cfg(feature = "async")]
 pub use concurrency::AcquireFuture;
 pub use concurrency::{AcquireError, ConcurrencyLimiter, Permit};

@@ -143,6 +143,34 @@ impl<C: Clock> RateLimiter<C> {
         }
     }
 
+    /// Takes as many cells as are there now, up to `max` (at least one), and
+    /// says how many; `Err(earliest ns)` when not even one is.
+    #[inline]
+    pub(crate) fn take_up_to(&self, max: u64) -> Result<u64, NotUntil> {
+        let interval = self.interval.load(Ordering::Relaxed);
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        let now = self.now_ns();
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let base = tat.max(now);
+            let room = capacity.saturating_sub(base - now) / interval;
+            if room == 0 {
+                let earliest = (base + interval).saturating_sub(capacity);
+                return Err(NotUntil::new(instant_at(self.origin, earliest)));
+            }
+            let taken = room.min(max);
+            match self.tat.compare_exchange_weak(
+                tat,
+                base + taken * interval,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(taken),
+                Err(current) => tat = current,
+            }
+        }
+    }
+
     /// Blocks until one cell is taken, parking on the clock between tries.
     pub fn until_ready(&self) {
         while let Err(not_until) = self.check() {

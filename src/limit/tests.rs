@@ -975,3 +975,85 @@ fn send_and_sync() {
     is::<Permit<'static>>();
     let _ = ManualClock::new().now();
 }
+
+// ---- cached (per-core) limiter ----
+
+#[test]
+fn cached_limiter_never_passes_more_than_the_shared_state_gave_out() {
+    const THREADS: usize = 4;
+    const ROUNDS: u64 = 100;
+    let clock = ManualClock::new();
+    let limiter = Arc::new(
+        CachedRateLimiter::with_clock(
+            Quota::per_second(1_000).unwrap().with_burst(64).unwrap(),
+            8,
+            clock.clone(),
+        )
+        .unwrap(),
+    );
+    let barrier = Arc::new(Barrier::new(THREADS + 1));
+    let admitted = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (limiter, barrier, admitted) = (
+                Arc::clone(&limiter),
+                Arc::clone(&barrier),
+                Arc::clone(&admitted),
+            );
+            thread::spawn(move || {
+                for _ in 0..=ROUNDS {
+                    barrier.wait();
+                    let mut mine = 0;
+                    while limiter.check().is_ok() {
+                        mine += 1;
+                    }
+                    admitted.fetch_add(mine, Ordering::Relaxed);
+                    barrier.wait();
+                }
+            })
+        })
+        .collect();
+    for round in 0..=ROUNDS {
+        if round > 0 {
+            clock.advance(Duration::from_micros(5_500));
+        }
+        barrier.wait();
+        barrier.wait();
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    let strict = 64 + 5_500 * ROUNDS / 1_000;
+    let admitted = admitted.load(Ordering::Relaxed);
+    // Every cell the shared GCRA gave out was either admitted or is still cached.
+    assert_eq!(admitted + limiter.cached(), strict);
+    assert!(limiter.cached() <= limiter.over_admission_bound());
+}
+
+#[test]
+fn cached_limiter_over_admission_in_a_window_is_bounded() {
+    let clock = ManualClock::new();
+    let limiter = CachedRateLimiter::with_clock(
+        Quota::per_second(1_000).unwrap().with_burst(100).unwrap(),
+        10,
+        clock.clone(),
+    )
+    .unwrap();
+    assert!(limiter.check().is_ok()); // borrows 10, caches 9
+    assert_eq!(limiter.cached(), 9);
+    clock.advance(Duration::from_secs(1)); // the shared state is full again
+    let mut passed = 0;
+    while limiter.check().is_ok() {
+        passed += 1;
+    }
+    // The strict limiter would pass 100 here; the 9 cached cells come on top.
+    assert_eq!(passed, 109);
+    assert!(passed <= 100 + limiter.over_admission_bound());
+    assert_eq!(
+        CachedRateLimiter::new(Quota::per_second(5).unwrap(), 6)
+            .unwrap_err()
+            .setting(),
+        "chunk"
+    );
+    assert!(CachedRateLimiter::new(Quota::per_second(5).unwrap(), 0).is_err());
+}
