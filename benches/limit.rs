@@ -27,6 +27,9 @@
 //!   `Semaphore::acquire` driven by a minimal thread-parking `block_on`
 //!   (blocking use) and `tokio-try` (`try_acquire` in a spin-yield loop).
 //!
+//! - `limit/clock`: one clock read (`Instant::now`, `quanta`, and the
+//!   quanta adapter's read turned into nanoseconds since an origin).
+//!
 //! Before the groups, `limit/memory` prints (it does not time) the bytes the
 //! keyed stores hold, counted by the global allocator below (live bytes =
 //! allocated − freed): after 1,000,000 distinct keys were each checked once,
@@ -524,6 +527,22 @@ fn concurrency(c: &mut Criterion) {
     group.finish();
 }
 
+// ---- clocks ----
+
+/// What one clock read costs: the floor under every rate check.
+fn clocks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limit/clock");
+    group.bench_function("std-instant", |b| b.iter(|| black_box(Instant::now())));
+    let q = quanta::Clock::new();
+    group.bench_function("quanta", |b| b.iter(|| black_box(q.now())));
+    let adapter = QuantaClock::new();
+    let origin = adapter.now();
+    group.bench_function("quanta-as-std-instant-ns", |b| {
+        b.iter(|| black_box(adapter.now().saturating_duration_since(origin).as_nanos()))
+    });
+    group.finish();
+}
+
 // ---- memory ----
 
 fn memory_report() {
@@ -595,6 +614,7 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
+    clocks(&mut c);
     direct_allow(&mut c);
     direct_deny(&mut c);
     keyed(&mut c);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use super::gcra::decide;
-use super::{instant_at, nanos_since, CheckError, NotUntil, Quota};
+use super::{nanos_since, CheckError, NotUntil, Quota};
 use crate::clock::{Clock, MonotonicClock};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::table::raw::RawTable;
@@ -324,7 +324,7 @@ where
 
     fn error(&self, denied: Denied, n: u64) -> CheckError {
         match denied {
-            Denied::Wait(at) => CheckError::Wait(NotUntil::new(instant_at(self.origin, at))),
+            Denied::Wait(at) => CheckError::Wait(NotUntil::at(self.origin, at)),
             Denied::Exceeds(burst) => CheckError::ExceedsBurst {
                 requested: n,
                 burst,

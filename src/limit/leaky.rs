@@ -205,10 +205,7 @@ impl<C: Clock> LeakyBucket<C> {
             let slot = next.max(now);
             if slot > now {
                 if within.is_some_and(|w| slot - now > w) {
-                    return Err(LeakyError::TimedOut(NotUntil::new(instant_at(
-                        self.origin,
-                        slot,
-                    ))));
+                    return Err(LeakyError::TimedOut(NotUntil::at(self.origin, slot)));
                 }
                 if waiting_before(next, now, self.interval) >= self.max_waiting {
                     return Err(LeakyError::Full);

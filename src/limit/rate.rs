@@ -93,7 +93,7 @@ impl<C: Clock> RateLimiter<C> {
         let interval = self.interval.load(Ordering::Relaxed);
         let capacity = self.capacity.load(Ordering::Relaxed);
         self.take(interval, capacity)
-            .map_err(|earliest| NotUntil::new(instant_at(self.origin, earliest)))
+            .map_err(|earliest| NotUntil::at(self.origin, earliest))
     }
 
     /// Takes `n` cells at once if they are all there now (`n == 0` always passes).
@@ -105,7 +105,7 @@ impl<C: Clock> RateLimiter<C> {
     pub fn check_n(&self, n: u64) -> Result<(), CheckError> {
         let (increment, capacity) = self.increment(n)?;
         self.take(increment, capacity)
-            .map_err(|earliest| CheckError::Wait(NotUntil::new(instant_at(self.origin, earliest))))
+            .map_err(|earliest| CheckError::Wait(NotUntil::at(self.origin, earliest)))
     }
 
     /// `(n·T, burst·T)`, or the error for `n > burst`.
@@ -156,7 +156,7 @@ impl<C: Clock> RateLimiter<C> {
             let room = capacity.saturating_sub(base - now) / interval;
             if room == 0 {
                 let earliest = (base + interval).saturating_sub(capacity);
-                return Err(NotUntil::new(instant_at(self.origin, earliest)));
+                return Err(NotUntil::at(self.origin, earliest));
             }
             let taken = room.min(max);
             match self.tat.compare_exchange_weak(
