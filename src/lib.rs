@@ -15,6 +15,8 @@
 //! - [`SerialWriter`]: many threads write records, one
 //!   thread owns the sink, with coalescing, hooks, a flush handshake and a
 //!   close report.
+//! - [`limit`]: GCRA rate limiter, leaky bucket, concurrency limiter and
+//!   keyed limiters whose memory follows the keys in use.
 //! - [`topology`]: CPUs, physical cores and NUMA nodes; per-core pinning.
 //!
 //! ```
@@ -39,6 +41,7 @@ pub mod channel;
 pub mod clock;
 mod error;
 pub mod hash;
+pub mod limit;
 pub mod merge;
 mod overflow;
 pub mod ring;
