@@ -204,14 +204,16 @@ pub fn deadline_after(now: Instant, timeout: Duration) -> Option<Instant> {
     now.checked_add(timeout)
 }
 
-/// A shared handle to the clock a component was built with.
+/// A shared handle to the clock a component was built with. std's `Arc`
+/// even under loom: loom's `Arc` cannot hold a `dyn Clock`, and the handle
+/// is only shared, never raced on.
 #[allow(dead_code)]
-pub(crate) type SharedClock = Arc<dyn Clock>;
+pub(crate) type SharedClock = std::sync::Arc<dyn Clock>;
 
 /// The default clock, shared.
 #[allow(dead_code)]
 pub(crate) fn monotonic() -> SharedClock {
-    Arc::new(MonotonicClock)
+    std::sync::Arc::new(MonotonicClock)
 }
 
 #[cfg(test)]
