@@ -44,6 +44,7 @@ mod overflow;
 pub mod ring;
 mod sync;
 pub mod table;
+pub mod timer;
 pub mod topology;
 mod unwind;
 mod wait;
