@@ -35,6 +35,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::unnecessary_safety_comment)]
 
 pub mod aggregator;
+pub mod batch;
 pub mod channel;
 pub mod clock;
 mod error;
