@@ -121,7 +121,7 @@ impl<K, T> fmt::Display for AddError<K, T> {
 impl<K, T> std::error::Error for AddError<K, T> {}
 
 /// What sealed a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Trigger {
     /// No item came for the grace period.
     Grace,
