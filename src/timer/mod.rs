@@ -398,4 +398,6 @@ const _: () = {
     assert_send_sync::<Timer<String>>();
     assert_send_sync::<Wheel<String>>();
     assert_send_sync::<MovableDeadline>();
+    // A key fits in a word even as an `Option` (components store one per item).
+    assert!(std::mem::size_of::<Option<TimerKey>>() == 8);
 };

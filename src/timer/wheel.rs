@@ -2,6 +2,7 @@
 //! single-threaded (callers put it behind a lock).
 
 use std::fmt;
+use std::num::NonZeroU32;
 
 use super::Tick;
 
@@ -32,7 +33,8 @@ const UNLINKED: u16 = u16::MAX;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerKey {
     index: u32,
-    generation: u32,
+    /// Never zero, so `Option<TimerKey>` is 8 bytes.
+    generation: NonZeroU32,
 }
 
 impl fmt::Debug for TimerKey {
@@ -171,17 +173,14 @@ impl<T> Wheel<T> {
                 deadline,
                 prev: NIL,
                 next: NIL,
-                generation: 0,
+                generation: 1,
                 list: UNLINKED,
             });
             index
         };
         self.len += 1;
         self.link(index);
-        TimerKey {
-            index,
-            generation: self.entries[index as usize].generation,
-        }
+        self.key(index)
     }
 
     /// The deadline of a pending entry.
@@ -279,11 +278,8 @@ impl<T> Wheel<T> {
             let index = self.heads[DUE_LIST as usize];
             self.unlink(index);
             let entry = &mut self.entries[index as usize];
-            let key = TimerKey {
-                index,
-                generation: entry.generation,
-            };
             let value = entry.value.take().expect("a linked entry holds its value");
+            let key = self.key(index);
             match on_due(key, value) {
                 Some((deadline, value)) => {
                     let entry = &mut self.entries[index as usize];
@@ -303,14 +299,23 @@ impl<T> Wheel<T> {
         fired
     }
 
+    fn key(&self, index: u32) -> TimerKey {
+        let generation = self.entries[index as usize].generation;
+        TimerKey {
+            index,
+            generation: NonZeroU32::new(generation).expect("generations skip zero"),
+        }
+    }
+
     fn pending(&self, key: TimerKey) -> Option<usize> {
         let entry = self.entries.get(key.index as usize)?;
-        (entry.generation == key.generation && entry.value.is_some()).then_some(key.index as usize)
+        (entry.generation == key.generation.get() && entry.value.is_some())
+            .then_some(key.index as usize)
     }
 
     fn release(&mut self, index: u32) {
         let entry = &mut self.entries[index as usize];
-        entry.generation = entry.generation.wrapping_add(1);
+        entry.generation = entry.generation.wrapping_add(1).max(1);
         entry.value = None;
         entry.list = UNLINKED;
         entry.next = self.free;
