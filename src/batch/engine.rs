@@ -4,7 +4,7 @@
 //! # Structure and invariants
 //!
 //! - Groups live in `shards[(hash >> 32) & mask]`, each a `Mutex<Shard>`
-//!   holding a `HashTable<Group>`, a `Wheel<u64>` (value: the group's
+//!   holding a `HashTable<Group>`, a `Wheel<NonZeroU64>` (value: the group's
 //!   hash) and `sealed`, the groups sealed by adds (max items / bytes) or
 //!   flushes, waiting for their driver.
 //! - Every open group with a time trigger has exactly one wheel entry, and
@@ -31,6 +31,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
@@ -142,11 +143,13 @@ struct Sealed<K, T> {
     id: BatchId,
     opened_ns: u64,
     reason: Trigger,
+    late_ns: u64,
 }
 
 struct Shard<K, T> {
     table: HashTable<Group<K, T>>,
-    wheel: Wheel<u64>,
+    /// Value: the group's hash (never zero, so an entry is 32 bytes).
+    wheel: Wheel<NonZeroU64>,
     sealed: Vec<Sealed<K, T>>,
     added: u64,
 }
@@ -311,6 +314,12 @@ where
         nanos(self.clock.now().saturating_duration_since(self.origin))
     }
 
+    /// The key's hash, never zero (the wheel stores it as a `NonZeroU64`).
+    #[inline]
+    fn hash(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key).max(1)
+    }
+
     #[inline]
     fn shard_of(&self, hash: u64) -> usize {
         // Middle bits: hashbrown takes its bucket from the low bits and its
@@ -373,6 +382,7 @@ where
             id: BatchId(self.next_id.fetch_add(1, Ordering::Relaxed)),
             opened_ns: group.opened_ns,
             reason,
+            late_ns: 0,
         }
     }
 
@@ -387,7 +397,7 @@ where
                 }
             },
         };
-        let hash = self.hasher.hash_one(&key);
+        let hash = self.hash(&key);
         let now_ns = self.now_ns();
         let index = self.shard_of(hash);
         let mut guard = self.shards[index].lock();
@@ -457,11 +467,11 @@ where
                 } else {
                     let wake = group.due(&l).map(|(due_ns, _)| {
                         let tick = ceil_tick(due_ns);
-                        group.timer = Some(wheel.insert(tick, hash));
+                        let value = NonZeroU64::new(hash).expect("hashes are at least 1");
+                        group.timer = Some(wheel.insert(tick, value));
                         tick
                     });
-                    let hasher = &self.hasher;
-                    table.insert_unique(hash, group, |g| hasher.hash_one(&g.key));
+                    table.insert_unique(hash, group, |g| self.hash(&g.key));
                     (Added::Opened, wake)
                 }
             }
@@ -482,7 +492,7 @@ where
     }
 
     pub(super) fn flush(&self, key: &K) -> bool {
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hash(key);
         let index = self.shard_of(hash);
         let mut guard = self.shards[index].lock();
         if self.closing.load(Ordering::Acquire) {
@@ -557,7 +567,7 @@ where
     where
         K: Clone,
     {
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hash(key);
         let now_ns = self.now_ns();
         let guard = self.shards[self.shard_of(hash)].lock();
         guard
@@ -640,7 +650,8 @@ where
             } = &mut *guard;
             // Sealed earlier than anything this pass seals: keep that order.
             work.append(sealed);
-            wheel.advance(now, |timer, hash| {
+            wheel.advance(now, |timer, value| {
+                let hash = value.get();
                 let Ok(entry) = table.find_entry(hash, |g| g.timer == Some(timer)) else {
                     debug_assert!(false, "a wheel entry without its group");
                     return None;
@@ -650,7 +661,7 @@ where
                 let (due_ns, reason) = group.due(limits)?;
                 if due_ns > now_ns {
                     // The deadline moved since the entry was armed: re-arm.
-                    return Some((ceil_tick(due_ns), hash));
+                    return Some((ceil_tick(due_ns), value));
                 }
                 let late = now_ns - due_ns;
                 let c = &self.counters;
@@ -658,7 +669,9 @@ where
                 bump(&c.late_sum_ns, late);
                 c.late_max_ns.fetch_max(late, Ordering::Relaxed);
                 let (group, _) = entry.remove();
-                work.push(self.seal(group, reason));
+                let mut sealed = self.seal(group, reason);
+                sealed.late_ns = late;
+                work.push(sealed);
                 None
             });
             if let Some(due) = wheel.next_due() {
@@ -677,6 +690,7 @@ where
             id,
             opened_ns,
             reason,
+            late_ns,
         } = sealed;
         let count = items.len();
         let error = match crate::unwind::catch(|| (self.aggregate)(&key, &mut items)) {
@@ -691,6 +705,7 @@ where
                         .checked_add(Duration::from_nanos(opened_ns))
                         .unwrap_or(self.origin),
                     reason,
+                    late: Duration::from_nanos(late_ns),
                 }))
             }
             Ok(Ok(None)) => {

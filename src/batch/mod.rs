@@ -157,6 +157,9 @@ pub struct Batch<K, O> {
     pub opened_at: Instant,
     /// What sealed the group.
     pub reason: Trigger,
+    /// How long after its deadline the group was sealed (zero unless
+    /// `reason` is `Grace` or `MaxDelay`): the driver's lateness.
+    pub late: Duration,
 }
 
 /// A group whose aggregate function returned `Err` or panicked: its items
