@@ -37,6 +37,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::unnecessary_safety_comment)]
 
 pub mod aggregator;
+pub mod batch;
 pub mod channel;
 pub mod clock;
 mod error;
@@ -47,6 +48,7 @@ mod overflow;
 pub mod ring;
 mod sync;
 pub mod table;
+pub mod timer;
 pub mod topology;
 mod unwind;
 mod wait;

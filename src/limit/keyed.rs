@@ -443,8 +443,9 @@ where
     /// Moves the shard's keys into storage sized for `len` (the old,
     /// larger storage is freed).
     fn resize(&self, shard: &mut Shard<K, KeyState>, len: usize) {
-        let mut old = std::mem::replace(&mut shard.live, RawTable::with_capacity(len));
-        while let Some((key, state)) = old.pop_for_drain() {
+        let mut old =
+            std::mem::replace(&mut shard.live, RawTable::with_capacity(len)).into_draining();
+        while let Some((key, state)) = old.pop() {
             let hash = self.table.hash(&key);
             shard.live.upsert(hash as u32, key, state, |_, _| {});
         }
