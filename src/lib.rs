@@ -11,7 +11,7 @@
 //!   and [fast hashing](hash).
 //! - [`ring::Ring`] and [`channel`]: a bounded lock-free MPMC ring with batch
 //!   claims and drop-oldest, and blocking/async channels over it with an
-//!   explicit [`Overflow`](channel::Overflow) policy.
+//!   explicit [`Overflow`] policy.
 //! - [`SerialWriter`]: many threads write records, one
 //!   thread owns the sink, with coalescing, hooks, a flush handshake and a
 //!   close report.
