@@ -1,4 +1,5 @@
-//! Loom models of `sheaf::limit`: the GCRA compare-and-swap race, a permit
+//! Loom models of `sheaf::limit`: the GCRA compare-and-swap race, per-core
+//! cache refills, a permit
 //! release racing a blocked acquire and a close, and a keyed insert racing
 //! an eviction.
 //!
@@ -16,7 +17,9 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::model;
 use sheaf::clock::ManualClock;
-use sheaf::limit::{AcquireError, ConcurrencyLimiter, KeyedLimiter, Quota, RateLimiter, WhenFull};
+use sheaf::limit::{
+    AcquireError, CachedRateLimiter, ConcurrencyLimiter, KeyedLimiter, Quota, RateLimiter, WhenFull,
+};
 
 #[test]
 fn gcra_cas_race_admits_exactly_the_burst() {
@@ -64,6 +67,35 @@ fn gcra_check_n_racing_check_never_overdraws() {
         // limiter's state accounts for exactly those that did.
         assert!(total <= 3);
         assert_eq!(limiter.available(), 3 - total);
+    });
+}
+
+#[test]
+fn cached_refills_race_without_losing_or_duplicating_cells() {
+    model(|| {
+        // Burst 3, chunk 2: a thread's first check takes 2 (uses 1, caches 1).
+        let limiter = Arc::new(
+            CachedRateLimiter::with_clock(Quota::per_second(3).unwrap(), 2, ManualClock::new())
+                .unwrap(),
+        );
+        let admitted = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (limiter, admitted) = (Arc::clone(&limiter), Arc::clone(&admitted));
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        if limiter.check().is_ok() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Every cell the shared state gave out is admitted or still cached.
+        assert_eq!(admitted.load(Ordering::Relaxed) + limiter.cached(), 3);
     });
 }
 

@@ -598,6 +598,92 @@ impl<C: Clock> fmt::Debug for Permit<'_, C> {
     }
 }
 
+/// Permits held through an `Arc` of the limiter (`'static`, so they can move
+/// into spawned threads or tasks); dropping it returns them.
+#[must_use = "dropping a permit returns it at once"]
+pub struct OwnedPermit<C: Clock = MonotonicClock> {
+    limiter: std::sync::Arc<ConcurrencyLimiter<C>>,
+    n: u64,
+}
+
+impl<C: Clock> OwnedPermit<C> {
+    /// How many permits this holds.
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+}
+
+impl<C: Clock> Drop for OwnedPermit<C> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.limiter.release(self.n);
+        }
+    }
+}
+
+impl<C: Clock> fmt::Debug for OwnedPermit<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPermit")
+            .field("count", &self.n)
+            .finish()
+    }
+}
+
+impl<C: Clock> ConcurrencyLimiter<C> {
+    /// [`acquire_many`](Self::acquire_many) returning a permit that owns a
+    /// clone of the `Arc`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let limiter = Arc::new(sheaf::limit::ConcurrencyLimiter::new(2).unwrap());
+    /// let permit = limiter.acquire_many_owned(2).unwrap();
+    /// std::thread::spawn(move || drop(permit)).join().unwrap();
+    /// assert_eq!(limiter.available(), 2);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`acquire_many`](Self::acquire_many).
+    pub fn acquire_many_owned(
+        self: &std::sync::Arc<Self>,
+        n: u64,
+    ) -> Result<OwnedPermit<C>, AcquireError> {
+        self.acquire_many(n).map(|permit| self.own(permit))
+    }
+
+    /// [`try_acquire_many`](Self::try_acquire_many) returning an [`OwnedPermit`].
+    ///
+    /// # Errors
+    /// As [`try_acquire_many`](Self::try_acquire_many).
+    pub fn try_acquire_many_owned(
+        self: &std::sync::Arc<Self>,
+        n: u64,
+    ) -> Result<OwnedPermit<C>, AcquireError> {
+        self.try_acquire_many(n).map(|permit| self.own(permit))
+    }
+
+    /// [`acquire_many_timeout`](Self::acquire_many_timeout) returning an [`OwnedPermit`].
+    ///
+    /// # Errors
+    /// As [`acquire_many_timeout`](Self::acquire_many_timeout).
+    pub fn acquire_many_timeout_owned(
+        self: &std::sync::Arc<Self>,
+        n: u64,
+        timeout: Duration,
+    ) -> Result<OwnedPermit<C>, AcquireError> {
+        self.acquire_many_timeout(n, timeout)
+            .map(|permit| self.own(permit))
+    }
+
+    fn own(self: &std::sync::Arc<Self>, permit: Permit<'_, C>) -> OwnedPermit<C> {
+        let n = permit.n;
+        std::mem::forget(permit);
+        OwnedPermit {
+            limiter: std::sync::Arc::clone(self),
+            n,
+        }
+    }
+}
+
 #[cfg(feature = "async")]
 mod future {
     use std::future::Future;

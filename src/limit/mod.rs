@@ -60,7 +60,7 @@ use crate::ConfigError;
 pub use cached::CachedRateLimiter;
 #[cfg(feature = "async")]
 pub use concurrency::AcquireFuture;
-pub use concurrency::{AcquireError, ConcurrencyLimiter, Permit};
+pub use concurrency::{AcquireError, ConcurrencyLimiter, OwnedPermit, Permit};
 pub use keyed::{KeyedLimiter, KeyedLimiterBuilder, KeyedStats, WhenFull};
 pub use leaky::{LeakyBucket, LeakyBucketBuilder, LeakyError};
 pub use rate::{RateLimiter, Reservation};

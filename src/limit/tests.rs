@@ -973,6 +973,8 @@ fn send_and_sync() {
     is::<ConcurrencyLimiter>();
     is::<KeyedLimiter<String>>();
     is::<Permit<'static>>();
+    is::<OwnedPermit>();
+    is::<CachedRateLimiter>();
     let _ = ManualClock::new().now();
 }
 
@@ -1056,4 +1058,27 @@ fn cached_limiter_over_admission_in_a_window_is_bounded() {
         "chunk"
     );
     assert!(CachedRateLimiter::new(Quota::per_second(5).unwrap(), 0).is_err());
+}
+
+#[test]
+fn owned_permits_move_across_threads() {
+    let limiter = Arc::new(ConcurrencyLimiter::new(3).unwrap());
+    let permits: Vec<OwnedPermit> = (0..3)
+        .map(|_| limiter.try_acquire_many_owned(1).unwrap())
+        .collect();
+    assert_eq!(
+        limiter.try_acquire_many_owned(1).unwrap_err(),
+        AcquireError::NoPermits
+    );
+    let handles: Vec<_> = permits
+        .into_iter()
+        .map(|p| thread::spawn(move || p.count()))
+        .collect();
+    let returned: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(returned, 3);
+    assert_eq!(limiter.available(), 3);
+    let two = limiter
+        .acquire_many_timeout_owned(2, Duration::MAX)
+        .unwrap();
+    assert_eq!((two.count(), limiter.available()), (2, 1));
 }
