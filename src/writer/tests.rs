@@ -982,7 +982,7 @@ fn credit_returns_to_the_pool_once_everything_is_written() {
     // unspent chunk; every record's credit came back after its sink call.
     let s = writer.stats();
     assert_eq!((s.queued, s.queued_bytes), (0, 0));
-    assert_eq!(writer.inner.queue.available(), (1_000, 100_000));
+    assert_eq!(writer.shared.queue.available(), (1_000, 100_000));
     writer.close(LONG);
 }
 
