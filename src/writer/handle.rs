@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{self, IoSlice, Write};
 use std::time::{Duration, Instant};
 
-use super::queue::{Refusal, NO_SHARD};
+use super::queue::NO_SHARD;
 use super::shared::Shared;
 use crate::clock::deadline_after;
 use crate::sync::atomic::{AtomicU64, Ordering};
@@ -48,53 +48,55 @@ impl WriteError {
         }
     }
 
-    fn parts(&self) -> (Refusal, &[u8]) {
+    fn new(kind: io::ErrorKind, bytes: Vec<u8>) -> Self {
+        match kind {
+            io::ErrorKind::BrokenPipe => Self::Closed(bytes),
+            io::ErrorKind::WouldBlock => Self::Full(bytes),
+            io::ErrorKind::TimedOut => Self::TimedOut(bytes),
+            _ => Self::TooLarge(bytes),
+        }
+    }
+
+    fn parts(&self) -> (io::ErrorKind, &[u8]) {
         match self {
-            Self::Closed(b) => (Refusal::Closed, b),
-            Self::Full(b) => (Refusal::Full, b),
-            Self::TimedOut(b) => (Refusal::TimedOut, b),
-            Self::TooLarge(b) => (Refusal::TooLarge, b),
+            Self::Closed(b) => (io::ErrorKind::BrokenPipe, b),
+            Self::Full(b) => (io::ErrorKind::WouldBlock, b),
+            Self::TimedOut(b) => (io::ErrorKind::TimedOut, b),
+            Self::TooLarge(b) => (io::ErrorKind::InvalidInput, b),
         }
     }
 }
 
-impl Refusal {
-    fn kind(self) -> io::ErrorKind {
-        match self {
-            Refusal::Closed => io::ErrorKind::BrokenPipe,
-            Refusal::Full => io::ErrorKind::WouldBlock,
-            Refusal::TimedOut => io::ErrorKind::TimedOut,
-            Refusal::TooLarge => io::ErrorKind::InvalidInput,
-        }
-    }
-
-    fn describe(self, len: usize) -> String {
-        match self {
-            Refusal::Closed => "the writer is closed".into(),
-            Refusal::Full => "the writer's queue is full (Reject policy)".into(),
-            Refusal::TimedOut => "the writer's queue stayed full until the timeout".into(),
-            Refusal::TooLarge => {
-                format!("a record of {len} bytes is larger than the writer's byte capacity")
-            }
-        }
-    }
-
-    fn into_io(self, len: usize) -> io::Error {
-        io::Error::new(self.kind(), self.describe(len))
+/// What a refusal of `kind` (see `Queue::push`) says about a record of `len` bytes.
+fn describe(kind: io::ErrorKind, len: usize) -> String {
+    match kind {
+        io::ErrorKind::BrokenPipe => "the writer is closed".into(),
+        io::ErrorKind::WouldBlock => "the writer's queue is full (Reject policy)".into(),
+        io::ErrorKind::TimedOut => "the writer's queue stayed full until the timeout".into(),
+        _ => format!("a record of {len} bytes is larger than the writer's byte capacity"),
     }
 }
 
 impl fmt::Debug for WriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (refusal, bytes) = self.parts();
-        write!(f, "{refusal:?}({} bytes)", bytes.len())
+        let name = match self {
+            Self::Closed(_) => "Closed",
+            Self::Full(_) => "Full",
+            Self::TimedOut(_) => "TimedOut",
+            Self::TooLarge(_) => "TooLarge",
+        };
+        write!(f, "{name}({} bytes)", self.parts().1.len())
     }
 }
 
 impl fmt::Display for WriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (refusal, bytes) = self.parts();
-        write!(f, "{}; the record was handed back", refusal.describe(bytes.len()))
+        let (kind, bytes) = self.parts();
+        write!(
+            f,
+            "{}; the record was handed back",
+            describe(kind, bytes.len())
+        )
     }
 }
 
@@ -102,8 +104,7 @@ impl std::error::Error for WriteError {}
 
 impl From<WriteError> for io::Error {
     fn from(e: WriteError) -> Self {
-        let (refusal, _) = e.parts();
-        io::Error::new(refusal.kind(), e.to_string())
+        io::Error::new(e.parts().0, e.to_string())
     }
 }
 
@@ -121,13 +122,7 @@ impl WriterHandle {
         if record.is_empty() {
             return Ok(());
         }
-        match self.shared.queue.push(&record, &self.last) {
-            Ok(()) => Ok(()),
-            Err(Refusal::Closed) => Err(WriteError::Closed(record)),
-            Err(Refusal::Full) => Err(WriteError::Full(record)),
-            Err(Refusal::TimedOut) => Err(WriteError::TimedOut(record)),
-            Err(Refusal::TooLarge) => Err(WriteError::TooLarge(record)),
-        }
+        (self.shared.queue.push(&record, &self.last)).map_err(|kind| WriteError::new(kind, record))
     }
 
     /// Queues `record` (copied) as one record; `&self`, so a shared handle
@@ -142,7 +137,8 @@ impl WriterHandle {
         if record.is_empty() {
             return Ok(());
         }
-        (self.shared.queue.push(record, &self.last)).map_err(|r| r.into_io(record.len()))
+        let refused = |kind| io::Error::new(kind, describe(kind, record.len()));
+        self.shared.queue.push(record, &self.last).map_err(refused)
     }
 
     /// Like [`flush`](Write::flush), giving up after `timeout`
@@ -151,7 +147,8 @@ impl WriterHandle {
     /// # Errors
     /// Those of `flush`, and `TimedOut`.
     pub fn flush_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.shared.request(false, deadline_after(Instant::now(), timeout))
+        self.shared
+            .request(false, deadline_after(Instant::now(), timeout))
     }
 
     /// `true` once the writer is closed (writes fail from then on).

@@ -40,7 +40,9 @@ pub(super) fn run_ticker(shared: Arc<Shared>) {
             continue;
         };
         // The next tick one period on, skipping ticks missed entirely.
-        next = deadline_after(at, period).filter(|n| *n > now).or(deadline_after(now, period));
+        next = deadline_after(at, period)
+            .filter(|n| *n > now)
+            .or(deadline_after(now, period));
         // Only this thread raises `in_flight`: check-then-add cannot overshoot.
         let in_flight = hooks.in_flight.load(Ordering::SeqCst);
         if max.is_some_and(|m| in_flight >= m) {
@@ -50,7 +52,10 @@ pub(super) fn run_ticker(shared: Arc<Shared>) {
         if in_flight >= threads {
             let runner = Arc::clone(&shared);
             let name = format!("{}-hook", shared.settings.thread_name);
-            if let Err(e) = thread::Builder::new().name(name).spawn(move || run_hooks(&runner)) {
+            if let Err(e) = thread::Builder::new()
+                .name(name)
+                .spawn(move || run_hooks(&runner))
+            {
                 shared.record_error(ErrorOrigin::AsyncSpawn, e.to_string(), Some(e.kind()), 0);
                 continue;
             }
@@ -73,7 +78,11 @@ fn run_hooks(shared: &Shared) {
     let hooks = &shared.hooks;
     loop {
         let claim = |queued: usize| queued.checked_sub(1);
-        if hooks.queued.fetch_update(Ordering::SeqCst, Ordering::SeqCst, claim).is_ok() {
+        if hooks
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, claim)
+            .is_ok()
+        {
             if let Err(message) = catch(|| hook()) {
                 hooks.panics.fetch_add(1, Ordering::Relaxed);
                 shared.record_error(ErrorOrigin::AsyncHookPanic, message, None, 0);

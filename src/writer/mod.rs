@@ -101,7 +101,8 @@ pub use stats::{CloseReport, ErrorOrigin, ErrorRecord, WriterStats};
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::ConfigError;
 use crate::sync::{thread, Arc};
-use shared::{AsyncHook, Refused, Settings, Shared};
+pub use shared::LifecycleError;
+use shared::{AsyncHook, Settings, Shared};
 use worker::SyncHook;
 
 /// Default [`capacity_items`](SerialWriterBuilder::capacity_items): 1 Mi records.
@@ -296,8 +297,16 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
         let check = [
             (self.capacity_items == 0, "capacity_items", zero.to_string()),
             (self.capacity_bytes == 0, "capacity_bytes", zero.to_string()),
-            (self.sync.as_ref().is_some_and(|s| s.0.is_zero()), "sync_every", busy.to_string()),
-            (self.async_hook.as_ref().is_some_and(|a| a.0.is_zero()), "async_every", busy.to_string()),
+            (
+                self.sync.as_ref().is_some_and(|s| s.0.is_zero()),
+                "sync_every",
+                busy.to_string(),
+            ),
+            (
+                self.async_hook.as_ref().is_some_and(|a| a.0.is_zero()),
+                "async_every",
+                busy.to_string(),
+            ),
             (
                 self.async_hook.as_ref().is_some_and(|a| a.1 == Some(0)),
                 "async_every",
@@ -312,15 +321,8 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
         if let Some((_, setting, message)) = check.into_iter().find(|c| c.0) {
             return Err(ConfigError::new(setting, message));
         }
-        let co = self.settings.coalesce;
-        let chunk = if co == 0 { DEFAULT_COALESCE } else { co.clamp(4 << 10, 1 << 20) };
-        let queue = queue::Queue::new(
-            shards,
-            self.capacity_items,
-            self.capacity_bytes,
-            self.overflow,
-            chunk,
-        );
+        let (items, bytes) = (self.capacity_items, self.capacity_bytes);
+        let queue = queue::Queue::new(shards, items, bytes, self.overflow);
         let (mut settings, sink) = (self.settings, self.sink);
         let (sync_period, sync_hook) = self.sync.unzip();
         settings.sync_period = sync_period;
@@ -332,14 +334,19 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
             drop_deadline: self.drop_deadline,
         };
         let spawn = |suffix: &str, body: Box<dyn FnOnce() + Send>| {
-            let spawned = thread::Builder::new().name(format!("{name}{suffix}")).spawn(body);
+            let spawned = thread::Builder::new()
+                .name(format!("{name}{suffix}"))
+                .spawn(body);
             spawned.map(drop).map_err(|e| {
                 let message = format!("could not start the writer's threads: {e}");
                 ConfigError::new("thread", message)
             })
         };
         let for_writer = Arc::clone(&shared);
-        if let Err(e) = spawn("", Box::new(move || worker::run(for_writer, sink, sync_hook))) {
+        if let Err(e) = spawn(
+            "",
+            Box::new(move || worker::run(for_writer, sink, sync_hook)),
+        ) {
             // Nothing to drain: close only marks it closed.
             shared.close(Duration::ZERO);
             return Err(e);
@@ -368,47 +375,6 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
 fn default_shards() -> usize {
     (crate::sync::available_cpus() * 4).clamp(8, 32)
 }
-
-/// Why a lifecycle call ([`start`](SerialWriter::start),
-/// [`stop`](SerialWriter::stop), [`restart`](SerialWriter::restart)) did
-/// nothing or did not finish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LifecycleError {
-    /// `start` while the writer runs.
-    AlreadyRunning,
-    /// `stop` while the writer is not running.
-    NotRunning,
-    /// The writer was closed; it cannot start again.
-    Closed,
-    /// `stop` ran out of time: the writer thread is still writing (or stuck
-    /// in the sink); it stops once done, or goes on if started again.
-    TimedOut,
-}
-
-impl From<Refused> for LifecycleError {
-    fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::AlreadyRunning => Self::AlreadyRunning,
-            Refused::NotRunning => Self::NotRunning,
-            Refused::Closed => Self::Closed,
-            Refused::TimedOut => Self::TimedOut,
-        }
-    }
-}
-
-impl fmt::Display for LifecycleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::AlreadyRunning => "the writer is already running",
-            Self::NotRunning => "the writer is not running",
-            Self::Closed => "the writer is closed",
-            Self::TimedOut => "the writer thread did not stop by the deadline (still in the sink)",
-        })
-    }
-}
-
-impl std::error::Error for LifecycleError {}
 
 /// Many writers, one sink: see the [module docs](self).
 ///
@@ -466,7 +432,7 @@ impl SerialWriter {
     /// # Errors
     /// [`LifecycleError::AlreadyRunning`] or [`LifecycleError::Closed`].
     pub fn start(&self) -> Result<(), LifecycleError> {
-        Ok(self.shared.start()?)
+        self.shared.start()
     }
 
     /// Stops writing: the writer thread writes what is queued when it sees
@@ -480,7 +446,7 @@ impl SerialWriter {
     /// [`LifecycleError::NotRunning`], or [`LifecycleError::TimedOut`] when
     /// the writer thread had not finished by the deadline.
     pub fn stop(&self, deadline: Duration) -> Result<(), LifecycleError> {
-        Ok(self.shared.stop(deadline)?)
+        self.shared.stop(deadline)
     }
 
     /// [`stop`](Self::stop) then [`start`](Self::start).
@@ -489,8 +455,8 @@ impl SerialWriter {
     /// Those of `stop` (except `NotRunning`, which is ignored) and `start`.
     pub fn restart(&self, deadline: Duration) -> Result<(), LifecycleError> {
         match self.shared.stop(deadline) {
-            Ok(()) | Err(Refused::NotRunning) => Ok(self.shared.start()?),
-            Err(e) => Err(e.into()),
+            Ok(()) | Err(LifecycleError::NotRunning) => self.shared.start(),
+            Err(e) => Err(e),
         }
     }
 

@@ -4,6 +4,7 @@
 //! (`worker`, `hooks`); this module imports neither.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::io;
 use std::mem;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,7 +14,7 @@ use super::stats::{CloseReport, ErrorOrigin, ErrorRecord, WriterStats};
 use crate::clock::{deadline_after, Clock};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex};
-use crate::wait::{Wake, Waiters};
+use crate::wait::{Waiters, Wake};
 
 /// The writer thread's state, in [`Shared::mode`].
 pub(super) const RUNNING: usize = 0;
@@ -40,25 +41,16 @@ pub(super) struct Settings {
 /// reads it under the same lock, so its report is one consistent snapshot.
 #[derive(Default)]
 pub(super) struct Counts {
-    pub(super) written: u64,
-    pub(super) written_bytes: u64,
-    pub(super) failed: u64,
-    pub(super) failed_bytes: u64,
+    /// The writer thread's counters (written, failed, sink and sync calls,
+    /// unwritten); [`Shared::stats`] fills in the rest.
+    pub(super) stats: WriterStats,
+    pub(super) unwritten_bytes: u64,
     /// Taken from the shards, not yet in a sink call.
     pub(super) held: u64,
     pub(super) held_bytes: u64,
     /// In the sink call in progress.
     pub(super) in_call: u64,
     pub(super) in_call_bytes: u64,
-    pub(super) unwritten: u64,
-    pub(super) unwritten_bytes: u64,
-    pub(super) sink_calls: u64,
-    pub(super) sink_errors: u64,
-    pub(super) sink_panics: u64,
-    pub(super) sink_flushes: u64,
-    pub(super) flush_errors: u64,
-    pub(super) sync_runs: u64,
-    pub(super) sync_errors: u64,
     /// Set by a close that ran out of time: no further sink call.
     pub(super) abandoned: bool,
     /// The last stop or close pass flushed the sink successfully.
@@ -117,15 +109,35 @@ pub(super) struct Shared {
     close_report: Mutex<Option<CloseReport>>,
 }
 
-/// Why a lifecycle call did nothing or did not finish (the public type is
-/// `super::LifecycleError`; this is what the hub returns).
+/// Why a lifecycle call ([`start`](super::SerialWriter::start),
+/// [`stop`](super::SerialWriter::stop), [`restart`](super::SerialWriter::restart))
+/// did nothing or did not finish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Refused {
+#[non_exhaustive]
+pub enum LifecycleError {
+    /// `start` while the writer runs.
     AlreadyRunning,
+    /// `stop` while the writer is not running.
     NotRunning,
+    /// The writer was closed; it cannot start again.
     Closed,
+    /// `stop` ran out of time: the writer thread is still writing (or stuck
+    /// in the sink); it stops once done, or goes on if started again.
     TimedOut,
 }
+
+impl fmt::Display for LifecycleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::AlreadyRunning => "the writer is already running",
+            Self::NotRunning => "the writer is not running",
+            Self::Closed => "the writer is closed",
+            Self::TimedOut => "the writer thread did not stop by the deadline (still in the sink)",
+        })
+    }
+}
+
+impl std::error::Error for LifecycleError {}
 
 impl Shared {
     pub(super) fn new(
@@ -208,13 +220,13 @@ impl Shared {
         self.errors.lock().back().cloned()
     }
 
-    pub(super) fn start(&self) -> Result<(), Refused> {
+    pub(super) fn start(&self) -> Result<(), LifecycleError> {
         let mut started = self.started.lock();
         if self.queue.closed.load(Ordering::SeqCst) {
-            return Err(Refused::Closed);
+            return Err(LifecycleError::Closed);
         }
         if started.is_some() {
-            return Err(Refused::AlreadyRunning);
+            return Err(LifecycleError::AlreadyRunning);
         }
         *started = Some(self.clock.now());
         self.mode.store(RUNNING, Ordering::SeqCst);
@@ -222,12 +234,12 @@ impl Shared {
         Ok(())
     }
 
-    pub(super) fn stop(&self, deadline: Duration) -> Result<(), Refused> {
+    pub(super) fn stop(&self, deadline: Duration) -> Result<(), LifecycleError> {
         let end = deadline_after(Instant::now(), deadline);
         {
             let mut started = self.started.lock();
             if started.take().is_none() {
-                return Err(Refused::NotRunning);
+                return Err(LifecycleError::NotRunning);
             }
             self.mode.store(STOPPING, Ordering::SeqCst);
         }
@@ -237,7 +249,7 @@ impl Shared {
         if stopped {
             Ok(())
         } else {
-            Err(Refused::TimedOut)
+            Err(LifecycleError::TimedOut)
         }
     }
 
@@ -282,11 +294,9 @@ impl Shared {
             // holds and what the shards hold is counted unwritten.
             let mut counts = self.counts.lock();
             counts.abandoned = true;
-            counts.unwritten += mem::take(&mut counts.held);
-            counts.unwritten_bytes += mem::take(&mut counts.held_bytes);
             let (records, bytes) = self.queue.discard_all();
-            counts.unwritten += records;
-            counts.unwritten_bytes += bytes;
+            counts.stats.unwritten += mem::take(&mut counts.held) + records;
+            counts.unwritten_bytes += mem::take(&mut counts.held_bytes) + bytes;
             drop(counts);
             self.fail_tickets(closed_failure());
         }
@@ -327,7 +337,10 @@ impl Shared {
             let mut tickets = self.tickets.lock();
             match self.mode() {
                 _ if self.queue.closed.load(Ordering::SeqCst) => {
-                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the writer is closed"))
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the writer is closed",
+                    ))
                 }
                 RUNNING | STOPPING => tickets.0.push(Arc::clone(&ticket)),
                 _ => {
@@ -353,20 +366,19 @@ impl Shared {
 
     pub(super) fn report(&self) -> CloseReport {
         let counts = self.counts.lock();
-        let [accepted, accepted_bytes, live, live_bytes] = self.queue.sums();
-        let losses = &self.queue.losses;
+        let s = self.stats_of(&counts);
         CloseReport {
-            accepted,
-            accepted_bytes,
-            written: counts.written,
-            written_bytes: counts.written_bytes,
-            failed: counts.failed,
-            failed_bytes: counts.failed_bytes,
-            dropped_oldest: losses.dropped_oldest.load(Ordering::Relaxed),
-            dropped_oldest_bytes: losses.dropped_oldest_bytes.load(Ordering::Relaxed),
-            dropped_newest: losses.dropped_newest.load(Ordering::Relaxed),
-            unwritten: counts.unwritten + counts.held + live,
-            unwritten_bytes: counts.unwritten_bytes + counts.held_bytes + live_bytes,
+            accepted: s.accepted,
+            accepted_bytes: s.accepted_bytes,
+            written: s.written,
+            written_bytes: s.written_bytes,
+            failed: s.failed,
+            failed_bytes: s.failed_bytes,
+            dropped_oldest: s.dropped_oldest,
+            dropped_oldest_bytes: s.dropped_oldest_bytes,
+            dropped_newest: s.dropped_newest,
+            unwritten: s.queued - counts.in_call + counts.stats.unwritten,
+            unwritten_bytes: s.queued_bytes - counts.in_call_bytes + counts.unwritten_bytes,
             in_flight: counts.in_call,
             in_flight_bytes: counts.in_call_bytes,
             timed_out: false,
@@ -375,7 +387,10 @@ impl Shared {
     }
 
     pub(super) fn stats(&self) -> WriterStats {
-        let counts = self.counts.lock();
+        self.stats_of(&self.counts.lock())
+    }
+
+    fn stats_of(&self, counts: &Counts) -> WriterStats {
         let [accepted, accepted_bytes, live, live_bytes] = self.queue.sums();
         let (waiting, waiting_bytes) = self.queue.waiting();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -383,19 +398,10 @@ impl Shared {
         WriterStats {
             accepted,
             accepted_bytes,
-            written: counts.written,
-            written_bytes: counts.written_bytes,
-            failed: counts.failed,
-            failed_bytes: counts.failed_bytes,
             queued: live + counts.held + counts.in_call,
             queued_bytes: live_bytes + counts.held_bytes + counts.in_call_bytes,
             waiting,
             waiting_bytes,
-            sink_calls: counts.sink_calls,
-            sink_errors: counts.sink_errors,
-            sink_panics: counts.sink_panics,
-            sink_flushes: counts.sink_flushes,
-            flush_errors: counts.flush_errors,
             dropped_newest: load(&losses.dropped_newest),
             dropped_oldest: load(&losses.dropped_oldest),
             dropped_oldest_bytes: load(&losses.dropped_oldest_bytes),
@@ -403,13 +409,11 @@ impl Shared {
             timed_out: load(&losses.timed_out),
             too_large: load(&losses.too_large),
             refused_closed: load(&losses.refused_closed),
-            unwritten: counts.unwritten,
-            sync_runs: counts.sync_runs,
-            sync_errors: counts.sync_errors,
             async_runs: load(&hooks.runs),
             async_skipped: load(&hooks.skipped),
             async_panics: load(&hooks.panics),
             errors: load(&self.errors_total),
+            ..counts.stats.clone()
         }
     }
 }

@@ -1,15 +1,12 @@
 //! The writer thread: takes shards, cuts their records into coalesced
 //! sink calls, flushes, runs the sync hook and answers requests.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::mem;
 use std::time::Instant;
 
-use super::queue::{mark_writer_thread, Batch, Chunk, CONTROL, SHARD_FREE_MAX};
-use super::shared::{
-    closed_failure, Failure, Shared, CLOSING, EXITED, RUNNING, STOPPED, STOPPING,
-};
+use super::queue::{mark_writer_thread, Batch, Buffer, CONTROL, KEEP_MAX_BYTES};
+use super::shared::{closed_failure, Failure, Shared, CLOSING, EXITED, RUNNING, STOPPED, STOPPING};
 use super::stats::ErrorOrigin;
 use crate::clock::deadline_after;
 use crate::sync::atomic::Ordering;
@@ -34,8 +31,7 @@ pub(super) fn run<W: Write>(shared: Arc<Shared>, sink: W, sync: Option<SyncHook<
         sink,
         sync,
         batches: Vec::new(),
-        spares: Vec::new(),
-        stash: (0..shared.queue.shard_count()).map(|_| Vec::new()).collect(),
+        spares: (0..shared.queue.shard_count()).map(|_| None).collect(),
         co_buf: Vec::new(),
         co_ends: Vec::new(),
         next_sync: shared
@@ -68,9 +64,8 @@ struct Worker<'a, W> {
     sink: W,
     sync: Option<SyncHook<W>>,
     batches: Vec<Batch>,
-    spares: Vec<VecDeque<Chunk>>,
-    /// Written chunks, per shard, handed back at the shard's next take.
-    stash: Vec<Vec<Chunk>>,
+    /// Written buffers, per shard, handed back at the shard's next take.
+    spares: Vec<Option<Buffer>>,
     /// The coalescing buffer and the end offsets of its records.
     co_buf: Vec<u8>,
     co_ends: Vec<usize>,
@@ -138,7 +133,11 @@ impl<W: Write> Worker<'_, W> {
                 let stopped = (shared.mode)
                     .compare_exchange(STOPPING, STOPPED, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok();
-                let late = if stopped { mem::take(&mut tickets.0) } else { Vec::new() };
+                let late = if stopped {
+                    mem::take(&mut tickets.0)
+                } else {
+                    Vec::new()
+                };
                 drop(tickets);
                 for ticket in late {
                     ticket.answer(Err((io::ErrorKind::Other, "the writer stopped".into())));
@@ -180,7 +179,7 @@ impl<W: Write> Worker<'_, W> {
         if done.is_empty() {
             return;
         }
-        let failed = self.shared.counts.lock().failed;
+        let failed = self.shared.counts.lock().stats.failed;
         let newly_failed = failed - mem::replace(&mut self.failed_seen, failed);
         for ticket in done {
             let outcome = match (&flush_error, &sync_error) {
@@ -207,8 +206,7 @@ impl<W: Write> Worker<'_, W> {
             if counts.abandoned {
                 return None;
             }
-            let (records, bytes) =
-                (shared.queue).take(bits, &mut self.batches, &mut self.spares, &mut self.stash);
+            let (records, bytes) = shared.queue.take(bits, &mut self.batches, &mut self.spares);
             counts.held += records;
             counts.held_bytes += bytes;
             taken = bytes;
@@ -216,41 +214,25 @@ impl<W: Write> Worker<'_, W> {
         let mut batches = mem::take(&mut self.batches);
         let mut ok = true;
         for mut batch in batches.drain(..) {
-            ok = ok && self.write_batch(&batch);
-            let stash = &mut self.stash[batch.shard];
-            for mut chunk in batch.chunks.drain(..) {
-                if stash.len() < SHARD_FREE_MAX && shared.queue.is_reusable(&chunk) {
-                    chunk.bytes.clear();
-                    chunk.ends.clear();
-                    stash.push(chunk);
-                }
-            }
-            if self.spares.len() < shared.queue.shard_count() {
-                self.spares.push(batch.chunks);
+            ok = ok && self.write_records(&batch.buf, batch.head);
+            if batch.buf.bytes.capacity() <= KEEP_MAX_BYTES {
+                batch.buf.bytes.clear();
+                batch.buf.ends.clear();
+                self.spares[batch.shard] = Some(batch.buf);
             }
         }
         self.batches = batches;
         (ok && self.emit_coalesced()).then_some(taken)
     }
 
-    fn write_batch(&mut self, batch: &Batch) -> bool {
-        let mut first = batch.head;
-        for chunk in &batch.chunks {
-            if !self.write_records(chunk, mem::take(&mut first)) {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Cuts a chunk's records (from `first`) into spans of at most
+    /// Cuts a buffer's records (from `first`) into spans of at most
     /// `coalesce` bytes at record boundaries; spans of half that or more go
     /// to the sink as they are, smaller ones into the coalescing buffer.
-    fn write_records(&mut self, chunk: &Chunk, first: usize) -> bool {
+    fn write_records(&mut self, buf: &Buffer, first: usize) -> bool {
         let co = self.shared.settings.coalesce;
-        let ends = &chunk.ends;
+        let ends = &buf.ends;
         let mut rec = first;
-        let mut start = chunk.start_of(rec);
+        let mut start = buf.start_of(rec);
         while rec < ends.len() {
             let mut k = rec + 1;
             while k < ends.len() && ends[k] - start <= co {
@@ -259,7 +241,8 @@ impl<W: Write> Worker<'_, W> {
             let end = ends[k - 1];
             let span = end - start;
             if span.saturating_mul(2) >= co {
-                if !self.emit_coalesced() || !self.call(&chunk.bytes[start..end], &ends[rec..k], start)
+                if !self.emit_coalesced()
+                    || !self.call(&buf.bytes[start..end], &ends[rec..k], start)
                 {
                     return false;
                 }
@@ -268,7 +251,7 @@ impl<W: Write> Worker<'_, W> {
                     return false;
                 }
                 let base = self.co_buf.len();
-                self.co_buf.extend_from_slice(&chunk.bytes[start..end]);
+                self.co_buf.extend_from_slice(&buf.bytes[start..end]);
                 (self.co_ends).extend(ends[rec..k].iter().map(|e| e - start + base));
             }
             start = end;
@@ -304,14 +287,18 @@ impl<W: Write> Worker<'_, W> {
             counts.held -= records;
             counts.held_bytes -= bytes;
             (counts.in_call, counts.in_call_bytes) = (records, bytes);
-            counts.sink_calls += 1;
+            counts.stats.sink_calls += 1;
         }
-        let sink = &mut self.sink;
-        let (done_bytes, error) = match catch(|| write_all(sink, data)) {
-            Ok((n, None)) => (n, None),
-            Ok((n, Some(e))) => (n, Some((ErrorOrigin::SinkWrite, e.to_string(), Some(e.kind())))),
-            Err(message) => (0, Some((ErrorOrigin::SinkPanic, message, None))),
-        };
+        let (sink, mut done_bytes) = (&mut self.sink, 0);
+        let fault = run_user(ErrorOrigin::SinkWrite, ErrorOrigin::SinkPanic, || {
+            write_all(sink, data, &mut done_bytes)
+        });
+        if fault
+            .as_ref()
+            .is_some_and(|f| f.0 == ErrorOrigin::SinkPanic)
+        {
+            done_bytes = 0;
+        }
         // Records the sink took whole count written; the rest failed.
         let done = ends.partition_point(|&end| end - base <= done_bytes);
         let (done, done_bytes) = match done {
@@ -321,19 +308,19 @@ impl<W: Write> Worker<'_, W> {
         {
             let mut counts = shared.counts.lock();
             (counts.in_call, counts.in_call_bytes) = (0, 0);
-            counts.written += done;
-            counts.written_bytes += done_bytes;
-            counts.failed += records - done;
-            counts.failed_bytes += bytes - done_bytes;
-            match error.as_ref().map(|e| e.0) {
-                Some(ErrorOrigin::SinkPanic) => counts.sink_panics += 1,
-                Some(_) => counts.sink_errors += 1,
+            counts.stats.written += done;
+            counts.stats.written_bytes += done_bytes;
+            counts.stats.failed += records - done;
+            counts.stats.failed_bytes += bytes - done_bytes;
+            match fault.as_ref().map(|f| f.0) {
+                Some(ErrorOrigin::SinkPanic) => counts.stats.sink_panics += 1,
+                Some(_) => counts.stats.sink_errors += 1,
                 None => {}
             }
         }
         shared.queue.give_back(records as usize, data.len());
         self.unflushed = true;
-        if let Some((origin, message, kind)) = error {
+        if let Some((origin, message, kind)) = fault {
             shared.record_error(origin, message, kind, records - done);
         }
         self.sync_if_due();
@@ -347,32 +334,26 @@ impl<W: Write> Worker<'_, W> {
             return None;
         }
         let sink = &mut self.sink;
-        let outcome = catch(|| sink.flush());
+        let fault = run_user(ErrorOrigin::SinkFlush, ErrorOrigin::SinkPanic, || {
+            sink.flush()
+        });
         let mut counts = shared.counts.lock();
-        counts.sink_flushes += 1;
-        let (origin, message, kind) = match outcome {
-            Ok(Ok(())) => {
-                self.unflushed = false;
-                return Some(Ok(()));
-            }
-            Ok(Err(e)) => (ErrorOrigin::SinkFlush, e.to_string(), Some(e.kind())),
-            Err(message) => {
-                counts.sink_panics += 1;
-                (ErrorOrigin::SinkPanic, message, None)
-            }
-        };
-        counts.flush_errors += 1;
+        counts.stats.sink_flushes += 1;
+        counts.stats.flush_errors += u64::from(fault.is_some());
+        let panicked = fault
+            .as_ref()
+            .is_some_and(|f| f.0 == ErrorOrigin::SinkPanic);
+        counts.stats.sink_panics += u64::from(panicked);
         drop(counts);
-        shared.record_error(origin, message.clone(), kind, 0);
-        let what = if kind.is_some() { "failed" } else { "panicked" };
-        Some(Err((
-            kind.unwrap_or(io::ErrorKind::Other),
-            format!("the sink's flush {what}: {message}"),
-        )))
+        self.unflushed &= fault.is_some();
+        Some(self.report(fault, "the sink's flush failed"))
     }
 
     fn sync_if_due(&mut self) {
-        if self.next_sync.is_some_and(|at| self.shared.clock.now() >= at) {
+        if self
+            .next_sync
+            .is_some_and(|at| self.shared.clock.now() >= at)
+        {
             let _ = self.run_sync();
         }
     }
@@ -390,41 +371,59 @@ impl<W: Write> Worker<'_, W> {
             return Ok(());
         }
         let sink = &mut self.sink;
-        let failure = match catch(|| hook(sink)) {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some((ErrorOrigin::SyncHook, e.to_string(), Some(e.kind()))),
-            Err(message) => Some((ErrorOrigin::SyncHookPanic, message, None)),
-        };
-        {
-            let mut counts = shared.counts.lock();
-            counts.sync_runs += 1;
-            counts.sync_errors += u64::from(failure.is_some());
-        }
-        let Some((origin, message, kind)) = failure else {
+        let fault = run_user(ErrorOrigin::SyncHook, ErrorOrigin::SyncHookPanic, || {
+            hook(sink)
+        });
+        let mut counts = shared.counts.lock();
+        counts.stats.sync_runs += 1;
+        counts.stats.sync_errors += u64::from(fault.is_some());
+        drop(counts);
+        self.report(fault, "the sync hook failed")
+    }
+
+    /// Records a fault of the sink or a hook; the failure a request reports.
+    fn report(&self, fault: Option<Fault>, what: &str) -> Result<(), Failure> {
+        let Some((origin, message, kind)) = fault else {
             return Ok(());
         };
-        shared.record_error(origin, message.clone(), kind, 0);
+        self.shared.record_error(origin, message.clone(), kind, 0);
         Err((
             kind.unwrap_or(io::ErrorKind::Other),
-            format!("the sync hook failed: {message}"),
+            format!("{what}: {message}"),
         ))
     }
 }
 
-/// Writes all of `data`; returns the bytes the sink took and the error
-/// that stopped it, if any.
-fn write_all(sink: &mut impl Write, data: &[u8]) -> (usize, Option<io::Error>) {
-    let mut done = 0;
-    while done < data.len() {
-        match sink.write(&data[done..]) {
+/// Where a fault happened, its message, and its `io::ErrorKind` (none for a panic).
+type Fault = (ErrorOrigin, String, Option<io::ErrorKind>);
+
+/// Runs user code (sink or hook): its error or panic becomes a [`Fault`].
+fn run_user(
+    error: ErrorOrigin,
+    panic: ErrorOrigin,
+    f: impl FnOnce() -> io::Result<()>,
+) -> Option<Fault> {
+    match catch(f) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some((error, e.to_string(), Some(e.kind()))),
+        Err(message) => Some((panic, message, None)),
+    }
+}
+
+/// Writes all of `data`, counting in `done` the bytes the sink took.
+fn write_all(sink: &mut impl Write, data: &[u8], done: &mut usize) -> io::Result<()> {
+    while *done < data.len() {
+        match sink.write(&data[*done..]) {
             Ok(0) => {
-                let e = io::Error::new(io::ErrorKind::WriteZero, "the sink accepted 0 bytes");
-                return (done, Some(e));
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the sink accepted 0 bytes",
+                ))
             }
-            Ok(n) => done += n.min(data.len() - done),
+            Ok(n) => *done += n.min(data.len() - *done),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return (done, Some(e)),
+            Err(e) => return Err(e),
         }
     }
-    (done, None)
+    Ok(())
 }
