@@ -1,10 +1,9 @@
 //! The sharded record queue between the handles and the writer thread.
 //!
-//! Each shard is a buffer (whole records back to back, and the end offset
-//! of every record) behind its own lock. A thread appends to the shard of
-//! its slot, so producers share no lock and no cache line; the writer
-//! thread swaps a shard's buffer for an empty one (the one it wrote out
-//! last, so its capacity is reused) in one short critical section.
+//! Each shard is a list of byte chunks (whole records back to back, plus
+//! the end offset of every record) behind its own lock. A thread appends to
+//! the shard of its slot, so producers share no lock and no cache line; the
+//! writer thread swaps a shard's chunks out in one short critical section.
 //!
 //! Room is a pool of credit (records and bytes). A record spends one record
 //! and `len` bytes of it, and the pool gets them back when the sink call
@@ -14,9 +13,10 @@
 //! thread takes the shard, or a writer is about to wait or refuse.
 //!
 //! A producer that makes its shard non-empty sets the shard's bit in
-//! `signal` and rings `records`: a fence and a load while the writer thread
-//! is busy or lingering, which is almost always.
+//! `signal` and rings `records` (a [`Waiters`] list: a fence and a load
+//! when the writer thread is awake or lingering, which is almost always).
 
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::mem;
 use std::time::Instant;
@@ -34,28 +34,40 @@ use crate::wait::Waiters;
 pub(super) const CONTROL: u64 = 1 << 63;
 /// `WriterHandle`'s ordering state before its first record.
 pub(super) const NO_SHARD: u64 = u64::MAX;
-/// A written buffer larger than this is freed, not handed back to its shard.
-pub(super) const KEEP_MAX_BYTES: usize = 1 << 20;
+/// A producer whose shard holds this many chunks yields once per new chunk.
+const LAG_CHUNKS: usize = 4;
+/// Most empty chunks a shard keeps for its producer.
+pub(super) const SHARD_FREE_MAX: usize = 16;
 
-/// Whole records back to back, and the end offset of every record.
+/// A fixed-size piece of a shard's buffer: whole records, back to back.
 #[derive(Default)]
-pub(super) struct Buffer {
+pub(super) struct Chunk {
     pub(super) bytes: Vec<u8>,
+    /// End offset (exclusive) of every record.
     pub(super) ends: Vec<usize>,
 }
 
-impl Buffer {
+impl Chunk {
     /// Start offset of record `i`.
     pub(super) fn start_of(&self, i: usize) -> usize {
-        i.checked_sub(1).map_or(0, |prev| self.ends[prev])
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1]
+        }
     }
 }
 
 #[derive(Default)]
 struct Shard {
-    buf: Buffer,
-    /// Records before `head` were evicted (`DropOldest`).
+    chunks: VecDeque<Chunk>,
+    /// Empty chunks this shard's records came in, handed back by the writer
+    /// thread: reusing them keeps a producer on memory it wrote last.
+    free: Vec<Chunk>,
+    /// Records of `chunks[0]` before `head` were evicted (`DropOldest`).
     head: usize,
+    live: usize,
+    live_bytes: usize,
     credit_items: usize,
     credit_bytes: usize,
     /// Takes by the writer thread that found records (orders a handle's
@@ -65,24 +77,15 @@ struct Shard {
     accepted_bytes: u64,
 }
 
-impl Shard {
-    fn live(&self) -> usize {
-        self.buf.ends.len() - self.head
-    }
-
-    fn live_bytes(&self) -> usize {
-        self.buf.bytes.len() - self.buf.start_of(self.head)
-    }
-}
-
-/// Records taken out of one shard; those before `head` were evicted.
+/// Records taken out of one shard by the writer thread.
 pub(super) struct Batch {
     pub(super) shard: usize,
-    pub(super) buf: Buffer,
+    pub(super) chunks: VecDeque<Chunk>,
+    /// Index of the first live record of `chunks[0]`.
     pub(super) head: usize,
 }
 
-/// Records refused, or accepted and then evicted, by reason.
+/// Records not accepted, or accepted and then evicted, by reason.
 #[derive(Default)]
 pub(super) struct Losses {
     pub(super) dropped_newest: AtomicU64,
@@ -96,6 +99,7 @@ pub(super) struct Losses {
 
 pub(super) struct Queue {
     shards: Box<[CachePadded<Mutex<Shard>>]>,
+    chunk_size: usize,
     cap_bytes: usize,
     portion_items: usize,
     portion_bytes: usize,
@@ -106,9 +110,9 @@ pub(super) struct Queue {
     avail_bytes: CachePadded<AtomicUsize>,
     /// Shards with records, and [`CONTROL`].
     pub(super) signal: CachePadded<AtomicU64>,
-    /// The writer thread, while it waits for records.
+    /// The writer thread, when it waits for records.
     pub(super) records: Waiters,
-    /// Writers waiting for room, and their count and bytes.
+    /// Writers waiting for room.
     room: Waiters,
     waiting: AtomicUsize,
     waiting_bytes: AtomicUsize,
@@ -117,9 +121,17 @@ pub(super) struct Queue {
 
 /// Takes between `need` and `want` from `avail`, as much as there is.
 fn take_credit(avail: &AtomicUsize, need: usize, want: usize) -> Option<usize> {
-    let take = |cur: usize| (cur >= need).then(|| cur - want.min(cur));
-    let before = avail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take);
-    before.ok().map(|cur| want.min(cur))
+    let mut cur = avail.load(Ordering::SeqCst);
+    loop {
+        if cur < need {
+            return None;
+        }
+        let take = want.min(cur);
+        match avail.compare_exchange_weak(cur, cur - take, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return Some(take),
+            Err(now) => cur = now,
+        }
+    }
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -127,17 +139,24 @@ fn bump(counter: &AtomicU64, n: u64) {
 }
 
 impl Queue {
-    pub(super) fn new(shards: usize, items: usize, bytes: usize, overflow: Overflow) -> Self {
+    pub(super) fn new(
+        shards: usize,
+        cap_items: usize,
+        cap_bytes: usize,
+        overflow: Overflow,
+        chunk_size: usize,
+    ) -> Self {
         let spread = 4 * shards;
         Self {
             shards: (0..shards).map(|_| CachePadded::default()).collect(),
-            cap_bytes: bytes,
-            portion_items: (items / spread).max(1),
-            portion_bytes: (bytes / spread).max(1),
+            chunk_size,
+            cap_bytes,
+            portion_items: (cap_items / spread).max(1),
+            portion_bytes: (cap_bytes / spread).max(1),
             overflow,
             closed: AtomicBool::new(false),
-            avail_items: CachePadded::new(AtomicUsize::new(items)),
-            avail_bytes: CachePadded::new(AtomicUsize::new(bytes)),
+            avail_items: CachePadded::new(AtomicUsize::new(cap_items)),
+            avail_bytes: CachePadded::new(AtomicUsize::new(cap_bytes)),
             signal: CachePadded::default(),
             records: Waiters::default(),
             room: Waiters::default(),
@@ -156,11 +175,16 @@ impl Queue {
         (1u64 << self.shards.len()) - 1
     }
 
+    /// `true` for a chunk of the standard size (kept for reuse; a chunk
+    /// made for one oversized record is freed).
+    pub(super) fn is_reusable(&self, chunk: &Chunk) -> bool {
+        chunk.bytes.capacity() == self.chunk_size
+    }
+
     /// Appends one record; `last` is the handle's last shard and that
     /// shard's take count then (see [`pick`](Self::pick)). Refusals:
     /// `BrokenPipe` (closed), `WouldBlock` (full under `Reject`, or on the
     /// writer thread), `TimedOut`, `InvalidInput` (larger than the capacity).
-    #[inline]
     pub(super) fn push(&self, data: &[u8], last: &AtomicU64) -> Result<(), ErrorKind> {
         let len = data.len();
         if len > self.cap_bytes {
@@ -175,7 +199,7 @@ impl Queue {
                 bump(&self.losses.refused_closed, 1);
                 return Err(ErrorKind::BrokenPipe);
             }
-            if shard.credit_items > 0 && shard.credit_bytes >= len {
+            if shard.credit_items >= 1 && shard.credit_bytes >= len {
                 break;
             }
             if self.refill(&mut shard, len) {
@@ -191,7 +215,7 @@ impl Queue {
                     bump(&self.losses.dropped_newest, 1);
                     return Ok(());
                 }
-                Overflow::DropOldest if shard.live() > 0 => self.evict_head(&mut shard, true),
+                Overflow::DropOldest if shard.live > 0 => self.evict_head(&mut shard, true),
                 Overflow::DropOldest => {
                     drop(shard);
                     if !self.evict_elsewhere(idx, len) && !self.has_room(len) {
@@ -214,15 +238,38 @@ impl Queue {
         }
         shard.credit_items -= 1;
         shard.credit_bytes -= len;
-        let was_empty = shard.live() == 0;
-        shard.buf.bytes.extend_from_slice(data);
-        let end = shard.buf.bytes.len();
-        shard.buf.ends.push(end);
+        let was_empty = shard.live == 0;
+        let fits = (shard.chunks.back()).is_some_and(|c| c.bytes.capacity() - c.bytes.len() >= len);
+        // A shard several chunks ahead of the writer thread: on a machine
+        // with fewer cores than busy threads the writer thread may be
+        // waiting for a CPU; give it this time slice once per chunk.
+        let lagging = !fits && shard.chunks.len() >= LAG_CHUNKS;
+        if !fits {
+            let chunk = match shard.free.pop() {
+                Some(chunk) if len <= self.chunk_size => chunk,
+                other => {
+                    shard.free.extend(other);
+                    Chunk {
+                        bytes: Vec::with_capacity(len.max(self.chunk_size)),
+                        ends: Vec::new(),
+                    }
+                }
+            };
+            shard.chunks.push_back(chunk);
+        }
+        let chunk = shard.chunks.back_mut().expect("a chunk with room");
+        chunk.bytes.extend_from_slice(data);
+        chunk.ends.push(chunk.bytes.len());
+        shard.live += 1;
+        shard.live_bytes += len;
         shard.accepted += 1;
         shard.accepted_bytes += len as u64;
         let gen = shard.gen;
         drop(shard);
         last.store((gen << 8) | idx as u64, Ordering::Relaxed);
+        if lagging {
+            crate::sync::thread::yield_now();
+        }
         if was_empty {
             self.signal.fetch_or(1 << idx, Ordering::SeqCst);
             self.records.notify_one();
@@ -236,11 +283,7 @@ impl Queue {
     fn pick(&self, last: &AtomicU64) -> (usize, MutexGuard<'_, Shard>) {
         let n = self.shards.len();
         let slot = crate::sync::thread_slot();
-        let own = if n.is_power_of_two() {
-            slot & (n - 1)
-        } else {
-            slot % n
-        };
+        let own = if n.is_power_of_two() { slot & (n - 1) } else { slot % n };
         let packed = last.load(Ordering::Relaxed);
         let prev = (packed & 0xff) as usize;
         if packed != NO_SHARD && prev != own {
@@ -256,23 +299,25 @@ impl Queue {
     /// `false` (and nothing taken) when the pool is short.
     fn refill(&self, shard: &mut Shard, len: usize) -> bool {
         let need_bytes = len.saturating_sub(shard.credit_bytes);
-        let items = match shard.credit_items {
-            0 => match take_credit(&self.avail_items, 1, self.portion_items) {
+        let items = if shard.credit_items == 0 {
+            match take_credit(&self.avail_items, 1, self.portion_items) {
                 Some(n) => n,
                 None => return false,
-            },
-            _ => 0,
+            }
+        } else {
+            0
         };
-        let want = self.portion_bytes.max(need_bytes);
-        let bytes = match need_bytes {
-            0 => 0,
-            _ => match take_credit(&self.avail_bytes, need_bytes, want) {
+        let bytes = if need_bytes > 0 {
+            let want = self.portion_bytes.max(need_bytes);
+            match take_credit(&self.avail_bytes, need_bytes, want) {
                 Some(n) => n,
                 None => {
                     self.give_back(items, 0);
                     return false;
                 }
-            },
+            }
+        } else {
+            0
         };
         shard.credit_items += items;
         shard.credit_bytes += bytes;
@@ -282,7 +327,7 @@ impl Queue {
     /// Returns a shard's unspent credit to the pool if it holds no record
     /// (the writer thread, which returns it otherwise, will not visit it).
     fn release_idle_credit(&self, shard: &mut Shard) {
-        if shard.live() == 0 {
+        if shard.live == 0 {
             let items = mem::take(&mut shard.credit_items);
             let bytes = mem::take(&mut shard.credit_bytes);
             self.give_back(items, bytes);
@@ -308,15 +353,20 @@ impl Queue {
     /// (`to_shard`, for its own writer) or back to the pool.
     fn evict_head(&self, shard: &mut Shard, to_shard: bool) {
         let head = shard.head;
-        let n = shard.buf.ends[head] - shard.buf.start_of(head);
+        let first = &shard.chunks[0];
+        let n = first.ends[head] - first.start_of(head);
+        let emptied = head + 1 == first.ends.len();
         shard.head += 1;
-        if shard.head >= 64 && shard.head * 2 >= shard.buf.ends.len() {
-            // Mostly evicted records: cut them off, so memory stays bounded.
-            let cut = shard.buf.start_of(shard.head);
-            shard.buf.bytes.drain(..cut);
-            shard.buf.ends.drain(..shard.head);
-            shard.buf.ends.iter_mut().for_each(|end| *end -= cut);
+        shard.live -= 1;
+        shard.live_bytes -= n;
+        if emptied {
+            let mut chunk = shard.chunks.pop_front().expect("the evicted chunk");
             shard.head = 0;
+            if self.is_reusable(&chunk) && shard.free.len() < SHARD_FREE_MAX {
+                chunk.bytes.clear();
+                chunk.ends.clear();
+                shard.free.push(chunk);
+            }
         }
         bump(&self.losses.dropped_oldest, 1);
         bump(&self.losses.dropped_oldest_bytes, n as u64);
@@ -338,12 +388,13 @@ impl Queue {
             if self.closed.load(Ordering::Acquire) {
                 return evicted;
             }
-            if shard.live() > 0 {
-                let items = mem::take(&mut shard.credit_items);
-                let bytes = mem::take(&mut shard.credit_bytes);
-                self.give_back(items, bytes);
+            if shard.live == 0 {
+                continue;
             }
-            while shard.live() > 0 && !self.has_room(len) {
+            let items = mem::take(&mut shard.credit_items);
+            let bytes = mem::take(&mut shard.credit_bytes);
+            self.give_back(items, bytes);
+            while shard.live > 0 && !self.has_room(len) {
                 self.evict_head(&mut shard, false);
                 evicted = true;
             }
@@ -363,13 +414,12 @@ impl Queue {
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.waiting_bytes.fetch_add(len, Ordering::Relaxed);
-        let closed = || self.closed.load(Ordering::SeqCst);
-        let ready = self
-            .room
-            .wait_until(deadline, || closed() || self.has_room(len));
+        let ready = self.room.wait_until(deadline, || {
+            self.closed.load(Ordering::SeqCst) || self.has_room(len)
+        });
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         self.waiting_bytes.fetch_sub(len, Ordering::Relaxed);
-        if closed() {
+        if self.closed.load(Ordering::SeqCst) {
             bump(&self.losses.refused_closed, 1);
             Err(ErrorKind::BrokenPipe)
         } else if ready {
@@ -380,14 +430,16 @@ impl Queue {
         }
     }
 
-    /// Takes the records of the shards in `bits`, one batch per shard into
-    /// `out`; returns the records and bytes taken. Unspent credit goes back
-    /// to the pool; a shard gets the empty buffer `spares` holds for it.
+    /// Takes the records of the shards in `bits` (ascending), one batch per
+    /// shard into `out`; returns the records and bytes taken. Unspent credit
+    /// goes back to the pool; each shard gets back the empty chunks `stash`
+    /// holds for it, and an empty chunk list from `spares`.
     pub(super) fn take(
         &self,
         bits: u64,
         out: &mut Vec<Batch>,
-        spares: &mut [Option<Buffer>],
+        spares: &mut Vec<VecDeque<Chunk>>,
+        stash: &mut [Vec<Chunk>],
     ) -> (u64, u64) {
         let (mut records, mut bytes, mut credit_items, mut credit_bytes) = (0, 0, 0, 0);
         let mut rest = bits & !CONTROL;
@@ -398,23 +450,26 @@ impl Queue {
                 continue;
             };
             let mut shard = shard.lock();
+            if let Some(returned) = stash.get_mut(idx) {
+                let n = SHARD_FREE_MAX.saturating_sub(shard.free.len());
+                shard.free.extend(returned.drain(..n.min(returned.len())));
+            }
             credit_items += mem::take(&mut shard.credit_items);
             credit_bytes += mem::take(&mut shard.credit_bytes);
-            if shard.live() == 0 {
+            if shard.live == 0 {
                 continue;
             }
-            records += shard.live() as u64;
-            bytes += shard.live_bytes() as u64;
-            let spare = spares.get_mut(idx).and_then(Option::take);
-            let buf = mem::replace(&mut shard.buf, spare.unwrap_or_default());
-            let head = mem::take(&mut shard.head);
-            shard.gen += 1;
-            drop(shard);
+            records += shard.live as u64;
+            bytes += shard.live_bytes as u64;
+            let chunks = mem::replace(&mut shard.chunks, spares.pop().unwrap_or_default());
             out.push(Batch {
                 shard: idx,
-                buf,
-                head,
+                chunks,
+                head: mem::take(&mut shard.head),
             });
+            shard.live = 0;
+            shard.live_bytes = 0;
+            shard.gen += 1;
         }
         self.give_back(credit_items, credit_bytes);
         (records, bytes)
@@ -432,7 +487,8 @@ impl Queue {
 
     /// Drops every queued record; returns how many and their bytes.
     pub(super) fn discard_all(&self) -> (u64, u64) {
-        let (records, bytes) = self.take(self.all_shards(), &mut Vec::new(), &mut []);
+        let mut batches = Vec::new();
+        let (records, bytes) = self.take(self.all_shards(), &mut batches, &mut Vec::new(), &mut []);
         self.give_back(records as usize, bytes as usize);
         (records, bytes)
     }
@@ -444,8 +500,8 @@ impl Queue {
             let shard = shard.lock();
             sums[0] += shard.accepted;
             sums[1] += shard.accepted_bytes;
-            sums[2] += shard.live() as u64;
-            sums[3] += shard.live_bytes() as u64;
+            sums[2] += shard.live as u64;
+            sums[3] += shard.live_bytes as u64;
         }
         sums
     }
@@ -469,7 +525,7 @@ std::thread_local! {
     static ON_WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// `true` on the writer thread (inside the sink or the sync hook), where
+/// `true` on a writer thread (inside the sink or the sync hook), where
 /// waiting for the writer thread would wait forever.
 pub(super) fn on_writer_thread() -> bool {
     #[cfg(not(sheaf_loom))]

@@ -5,7 +5,9 @@ use std::io::{self, Write};
 use std::mem;
 use std::time::Instant;
 
-use super::queue::{mark_writer_thread, Batch, Buffer, CONTROL, KEEP_MAX_BYTES};
+use std::collections::VecDeque;
+
+use super::queue::{mark_writer_thread, Batch, Chunk, CONTROL, SHARD_FREE_MAX};
 use super::shared::{closed_failure, Failure, Shared, CLOSING, EXITED, RUNNING, STOPPED, STOPPING};
 use super::stats::ErrorOrigin;
 use crate::clock::deadline_after;
@@ -31,7 +33,8 @@ pub(super) fn run<W: Write>(shared: Arc<Shared>, sink: W, sync: Option<SyncHook<
         sink,
         sync,
         batches: Vec::new(),
-        spares: (0..shared.queue.shard_count()).map(|_| None).collect(),
+        spares: Vec::new(),
+        stash: (0..shared.queue.shard_count()).map(|_| Vec::new()).collect(),
         co_buf: Vec::new(),
         co_ends: Vec::new(),
         next_sync: shared
@@ -64,8 +67,10 @@ struct Worker<'a, W> {
     sink: W,
     sync: Option<SyncHook<W>>,
     batches: Vec<Batch>,
-    /// Written buffers, per shard, handed back at the shard's next take.
-    spares: Vec<Option<Buffer>>,
+    /// Empty chunk lists, to swap in for the ones taken.
+    spares: Vec<VecDeque<Chunk>>,
+    /// Written chunks, per shard, handed back at the shard's next take.
+    stash: Vec<Vec<Chunk>>,
     /// The coalescing buffer and the end offsets of its records.
     co_buf: Vec<u8>,
     co_ends: Vec<usize>,
@@ -85,6 +90,9 @@ impl<W: Write> Worker<'_, W> {
     fn cycle(&mut self) -> bool {
         let shared = self.shared;
         let queue = &shared.queue;
+        // Clear the request bit before reading the requests: one made from
+        // here on sets it again and gets the next pass.
+        queue.signal.fetch_and(!CONTROL, Ordering::SeqCst);
         let mode = shared.mode();
         if mode == STOPPED {
             shared.sleep(None, || shared.mode() != STOPPED);
@@ -101,7 +109,7 @@ impl<W: Write> Worker<'_, W> {
             tickets.1.extend(pending);
             (flush, sync)
         };
-        let mut bits = queue.signal.swap(0, Ordering::SeqCst);
+        let mut bits = queue.signal.fetch_and(CONTROL, Ordering::SeqCst) & !CONTROL;
         if mode == CLOSING {
             bits |= queue.all_shards();
         }
@@ -206,7 +214,8 @@ impl<W: Write> Worker<'_, W> {
             if counts.abandoned {
                 return None;
             }
-            let (records, bytes) = shared.queue.take(bits, &mut self.batches, &mut self.spares);
+            let (batches, spares, stash) = (&mut self.batches, &mut self.spares, &mut self.stash);
+            let (records, bytes) = shared.queue.take(bits, batches, spares, stash);
             counts.held += records;
             counts.held_bytes += bytes;
             taken = bytes;
@@ -214,21 +223,31 @@ impl<W: Write> Worker<'_, W> {
         let mut batches = mem::take(&mut self.batches);
         let mut ok = true;
         for mut batch in batches.drain(..) {
-            ok = ok && self.write_records(&batch.buf, batch.head);
-            if batch.buf.bytes.capacity() <= KEEP_MAX_BYTES {
-                batch.buf.bytes.clear();
-                batch.buf.ends.clear();
-                self.spares[batch.shard] = Some(batch.buf);
+            let mut first = batch.head;
+            for chunk in &batch.chunks {
+                ok = ok && self.write_records(chunk, mem::take(&mut first));
+            }
+            // The empty chunks go back to their shard, its producer's memory.
+            let stash = &mut self.stash[batch.shard];
+            for mut chunk in batch.chunks.drain(..) {
+                if stash.len() < SHARD_FREE_MAX && shared.queue.is_reusable(&chunk) {
+                    chunk.bytes.clear();
+                    chunk.ends.clear();
+                    stash.push(chunk);
+                }
+            }
+            if self.spares.len() < shared.queue.shard_count() {
+                self.spares.push(batch.chunks);
             }
         }
         self.batches = batches;
         (ok && self.emit_coalesced()).then_some(taken)
     }
 
-    /// Cuts a buffer's records (from `first`) into spans of at most
+    /// Cuts a chunk's records (from `first`) into spans of at most
     /// `coalesce` bytes at record boundaries; spans of half that or more go
     /// to the sink as they are, smaller ones into the coalescing buffer.
-    fn write_records(&mut self, buf: &Buffer, first: usize) -> bool {
+    fn write_records(&mut self, buf: &Chunk, first: usize) -> bool {
         let co = self.shared.settings.coalesce;
         let ends = &buf.ends;
         let mut rec = first;
