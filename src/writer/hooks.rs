@@ -25,17 +25,17 @@ pub(super) fn run_ticker(shared: Arc<Shared>) {
         if mode >= CLOSING {
             break;
         }
-        let now = shared.clock.now();
         if mode != RUNNING {
             // No ticks while stopped; the period starts again at start.
             next = None;
             shared.sleep(None, || shared.mode() != mode);
             continue;
         }
+        if next.is_none() {
+            next = shared.started().and_then(|t| deadline_after(t, period));
+        }
+        let now = shared.clock.now();
         let Some(at) = next.filter(|at| now >= *at) else {
-            if next.is_none() {
-                next = deadline_after(now, period);
-            }
             shared.sleep(next, || shared.mode() != RUNNING);
             continue;
         };

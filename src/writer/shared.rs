@@ -259,6 +259,11 @@ impl Shared {
             .wait_until(end, || hooks.in_flight.load(Ordering::SeqCst) == 0);
     }
 
+    /// When the writer last started (on its clock), if it runs.
+    pub(super) fn started(&self) -> Option<Instant> {
+        *self.started.lock()
+    }
+
     pub(super) fn is_running(&self) -> bool {
         self.started.lock().is_some()
     }
@@ -412,6 +417,7 @@ impl Shared {
             async_runs: load(&hooks.runs),
             async_skipped: load(&hooks.skipped),
             async_panics: load(&hooks.panics),
+            async_running: hooks.in_flight.load(Ordering::Relaxed) as u64,
             errors: load(&self.errors_total),
             ..counts.stats.clone()
         }

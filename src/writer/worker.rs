@@ -37,10 +37,8 @@ pub(super) fn run<W: Write>(shared: Arc<Shared>, sink: W, sync: Option<SyncHook<
         stash: (0..shared.queue.shard_count()).map(|_| Vec::new()).collect(),
         co_buf: Vec::new(),
         co_ends: Vec::new(),
-        next_sync: shared
-            .settings
-            .sync_period
-            .and_then(|p| deadline_after(shared.clock.now(), p)),
+        next_sync: (shared.settings.sync_period)
+            .and_then(|p| deadline_after(shared.started()?, p)),
         unflushed: false,
         failed_seen: 0,
         linger_bytes: (coalesce.max(1) as u64).min(super::DEFAULT_COALESCE as u64),
