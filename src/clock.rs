@@ -204,14 +204,16 @@ pub fn deadline_after(now: Instant, timeout: Duration) -> Option<Instant> {
     now.checked_add(timeout)
 }
 
-/// A shared handle to the clock a component was built with.
+/// A shared handle to the clock a component was built with. Always std's
+/// `Arc` (loom's cannot hold a `dyn` value); the clock is configuration,
+/// not a concurrency path the models explore.
 #[allow(dead_code)]
-pub(crate) type SharedClock = Arc<dyn Clock>;
+pub(crate) type SharedClock = std::sync::Arc<dyn Clock>;
 
 /// The default clock, shared.
 #[allow(dead_code)]
 pub(crate) fn monotonic() -> SharedClock {
-    Arc::new(MonotonicClock)
+    std::sync::Arc::new(MonotonicClock)
 }
 
 #[cfg(test)]

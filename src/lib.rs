@@ -57,6 +57,52 @@ pub use overflow::Overflow;
 pub use table::{Drain, ShardedTable, ShardedTableBuilder, Upsert};
 pub use writer::{SerialWriter, SerialWriterBuilder, WriterHandle};
 
+/// What the types forbid, checked by `compile_fail` doctests.
+///
+/// A `Receiver` (or `Sender`) is a handle, not a value: it is not `Copy`,
+/// so using it after moving it away does not compile.
+///
+/// ```compile_fail
+/// let (_tx, rx) = sheaf::channel::bounded::<u8>(1);
+/// let moved = rx;
+/// let _ = rx.try_recv(); // use after move
+/// # drop(moved);
+/// ```
+///
+/// A channel of `Rc`s cannot cross threads (`Rc` is not `Send`).
+///
+/// ```compile_fail
+/// let (tx, _rx) = sheaf::channel::bounded::<std::rc::Rc<u8>>(1);
+/// std::thread::spawn(move || drop(tx));
+/// ```
+///
+/// The table's merge gets the value by `&mut` and the added value by
+/// move: a merge cannot keep a reference into the table.
+///
+/// ```compile_fail
+/// let table = sheaf::ShardedTable::<u8, u64>::new();
+/// let mut kept: Option<&mut u64> = None;
+/// table.upsert(1, 1, |held, _| kept = Some(held));
+/// ```
+///
+/// A `Drain` borrows its table: the table cannot be dropped while draining.
+///
+/// ```compile_fail
+/// let table = sheaf::ShardedTable::<u8, u64>::new();
+/// let drain = table.drain();
+/// drop(table);
+/// drop(drain);
+/// ```
+///
+/// Builders return `Result`: a config error cannot be ignored into a value.
+///
+/// ```compile_fail
+/// let (tx, rx): (sheaf::channel::Sender<u8>, sheaf::channel::Receiver<u8>) =
+///     sheaf::channel::builder().capacity(0).build();
+/// ```
+#[cfg(doctest)]
+pub struct CompileFailDoctests;
+
 /// The README's code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

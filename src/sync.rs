@@ -50,25 +50,50 @@ mod imp {
     }
 
     /// A non-poisoning mutex: a panic while it is held (a user merge, say)
-    /// releases it on unwind and leaves it usable.
+    /// releases it on unwind and leaves it usable. parking_lot's, except
+    /// under miri: parking_lot's parking queue casts integers to pointers,
+    /// which miri's strict-provenance mode (used in CI on sheaf's own
+    /// unsafe code) rejects, so miri runs get std's mutex, poison ignored.
     #[derive(Debug, Default)]
-    pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+    pub(crate) struct Mutex<T>(
+        #[cfg(not(miri))] parking_lot::Mutex<T>,
+        #[cfg(miri)] std::sync::Mutex<T>,
+    );
 
+    #[cfg(not(miri))]
     pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+    #[cfg(miri)]
+    pub(crate) type MutexGuard<'a, T> = std::sync::MutexGuard<'a, T>;
 
     impl<T> Mutex<T> {
         pub(crate) const fn new(value: T) -> Self {
-            Self(parking_lot::const_mutex(value))
+            #[cfg(not(miri))]
+            return Self(parking_lot::const_mutex(value));
+            #[cfg(miri)]
+            return Self(std::sync::Mutex::new(value));
         }
 
         #[inline]
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-            self.0.lock()
+            #[cfg(not(miri))]
+            return self.0.lock();
+            #[cfg(miri)]
+            return self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
 
         #[inline]
         pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-            self.0.try_lock()
+            #[cfg(not(miri))]
+            return self.0.try_lock();
+            #[cfg(miri)]
+            return match self.0.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
         }
     }
 }

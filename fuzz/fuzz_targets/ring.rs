@@ -6,7 +6,8 @@
 //! Single-threaded, so no slot is ever held by a stalled peer and every
 //! answer is exact:
 //! - `try_push` succeeds iff the model has room, else hands the item back;
-//! - `force_push` evicts and returns the model's front when full;
+//! - `force_push` evicts and returns the model's front when full (`Ok(Some)`),
+//!   `Ok(None)` when not, and is never refused single-threaded;
 //! - `push_batch` accepts the first `capacity - len` items and returns exactly
 //!   the rest, in order;
 //! - `pop_batch` appends (never overwrites) `min(max, len)` items, oldest first.
@@ -76,7 +77,12 @@ fuzz_target!(|data: &[u8]| {
                     None
                 };
                 model.push_back(v);
-                assert_eq!(ring.force_push(Box::new(v)).map(|b| *b), expected);
+                // Single-threaded: never refused, evicts exactly the oldest.
+                assert_eq!(
+                    ring.force_push(Box::new(v))
+                        .map(|evicted| evicted.map(|b| *b)),
+                    Ok(expected)
+                );
             }
             Op::PushBatch(items) => {
                 let room = capacity - model.len();

@@ -192,3 +192,46 @@ fn two_blocked_receivers_one_item_then_disconnect() {
         );
     });
 }
+
+/// Defect 3 of the core-hardening issue: a `force_send` racing the last
+/// receiver's drop. Either it evicted item 1 before the close (its item 2
+/// then stays queued and goes with the channel) or it is refused with its
+/// own item — never `Ok(Some(2))`, never an item lost uncounted.
+#[test]
+fn force_send_racing_the_last_receiver_drop() {
+    model(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = channel::bounded::<Counted>(1);
+        tx.send(Counted(1, Arc::clone(&drops)))
+            .map_err(drop)
+            .unwrap();
+        let d2 = Arc::clone(&drops);
+        let sender = thread::spawn(move || {
+            let result = tx.force_send(Counted(2, d2));
+            (result, tx)
+        });
+        drop(rx);
+        let (result, tx) = sender.join().unwrap();
+        match result {
+            Ok(Some(evicted)) => assert_eq!(evicted.0, 1, "the oldest is evicted"),
+            Ok(None) => {} // the receiver's drain made room first
+            Err(SendError(own)) => assert_eq!(own.0, 2, "the refused item is its own"),
+        }
+        drop(tx);
+        assert_eq!(drops.load(Ordering::Relaxed), 2, "each item dropped once");
+    });
+}
+
+/// The shared wait list's handshake on its own: a waiter registers and
+/// re-checks a flag, a notifier sets the flag and notifies. With the SeqCst
+/// fences on both sides (no loom-only fence), the waiter never sleeps
+/// through the notification.
+#[test]
+fn wait_list_handshake_never_loses_a_wakeup() {
+    model(|| {
+        let (tx, rx) = channel::bounded::<u32>(1);
+        let receiver = thread::spawn(move || rx.recv());
+        tx.send(7).unwrap();
+        assert_eq!(receiver.join().unwrap(), Ok(7));
+    });
+}

@@ -177,10 +177,26 @@ fn two_producers_one_spinning_consumer_capacity_2() {
     });
 }
 
+/// What a `force_push` gave back: the evicted item (`Ok(Some)`) or its own
+/// refused item (`Err`), flattened for accounting, with the refusal kept
+/// apart so the checks can tell an eviction from a refusal.
+fn handed_back(result: Result<Option<u32>, u32>) -> (Option<u32>, bool) {
+    match result {
+        Ok(evicted) => (evicted, false),
+        Err(own) => (Some(own), true),
+    }
+}
+
 /// Checks the outcome of a force_push against a pop: every item exactly once
 /// across (popped, returned by force_push, left), and FIFO among what was
 /// not handed back.
-fn check_force_outcome(items: &[u32], popped: Option<u32>, returned: Option<u32>, left: &[u32]) {
+fn check_force_outcome(
+    items: &[u32],
+    popped: Option<u32>,
+    result: Result<Option<u32>, u32>,
+    left: &[u32],
+) {
+    let (returned, refused) = handed_back(result);
     let mut all: Vec<u32> = popped
         .into_iter()
         .chain(returned)
@@ -196,14 +212,19 @@ fn check_force_outcome(items: &[u32], popped: Option<u32>, returned: Option<u32>
         out.windows(2).all(|w| w[0] < w[1]),
         "not FIFO: popped {popped:?}, left {left:?}"
     );
-    // Handed back is the pushed item itself (stalled slot) or the oldest
-    // queued one (eviction), never one from the middle.
+    // Refused is the pushed item itself (stalled slot), evicted the oldest
+    // queued one — never the pushed item, never one from the middle.
     if let Some(r) = returned {
         let newest = *items.last().unwrap();
-        assert!(
-            r == newest || out.iter().all(|&o| o > r),
-            "evicted {r}, but {out:?} remain/popped"
-        );
+        if refused {
+            assert_eq!(r, newest, "refused an item it was not given");
+        } else {
+            assert!(r != newest, "the pushed item reported as evicted");
+            assert!(
+                out.iter().all(|&o| o > r),
+                "evicted {r}, but {out:?} remain/popped"
+            );
+        }
     }
 }
 
@@ -215,18 +236,18 @@ fn force_push_against_pop_capacity_1() {
         let r2 = Arc::clone(&r);
         let forcer = thread::spawn(move || r2.force_push(2));
         let popped = r.try_pop();
-        let returned = forcer.join().unwrap();
+        let result = forcer.join().unwrap();
         let left = rest(&r);
-        check_force_outcome(&[1, 2], popped, returned, &left);
+        check_force_outcome(&[1, 2], popped, result, &left);
         // The three orders: pop first; force first (evicts 1, the pop gets
-        // 2); the pop claimed 1 but has not taken it, so force_push gives up
-        // on the stalled slot and hands 2 back.
+        // 2); the pop claimed 1 but has not taken it, so force_push refuses
+        // on the stalled slot and hands 2 back as an error.
         assert!(
             matches!(
-                (popped, returned, left.as_slice()),
-                (Some(1), None, [2]) | (Some(2), Some(1), []) | (Some(1), Some(2), [])
+                (popped, result, left.as_slice()),
+                (Some(1), Ok(None), [2]) | (Some(2), Ok(Some(1)), []) | (Some(1), Err(2), [])
             ),
-            "popped {popped:?}, returned {returned:?}, left {left:?}"
+            "popped {popped:?}, result {result:?}, left {left:?}"
         );
     });
 }
@@ -240,9 +261,9 @@ fn force_push_against_pop_capacity_2() {
         let r2 = Arc::clone(&r);
         let forcer = thread::spawn(move || r2.force_push(3));
         let popped = r.try_pop();
-        let returned = forcer.join().unwrap();
+        let result = forcer.join().unwrap();
         let left = rest(&r);
-        check_force_outcome(&[1, 2, 3], popped, returned, &left);
+        check_force_outcome(&[1, 2, 3], popped, result, &left);
     });
 }
 
@@ -253,8 +274,8 @@ fn force_push_against_force_push_capacity_1() {
         assert_eq!(r.try_push(1u32), Ok(()));
         let r2 = Arc::clone(&r);
         let other = thread::spawn(move || r2.force_push(2));
-        let mine = r.force_push(3);
-        let theirs = other.join().unwrap();
+        let mine = handed_back(r.force_push(3)).0;
+        let theirs = handed_back(other.join().unwrap()).0;
         let left = rest(&r);
         let mut all: Vec<u32> = mine
             .into_iter()
@@ -420,7 +441,7 @@ fn force_push_against_two_pops_capacity_1() {
         let forcer = thread::spawn(move || rf.force_push(2));
         let other = thread::spawn(move || rc.try_pop());
         let mine = r.try_pop();
-        let returned = forcer.join().unwrap();
+        let returned = handed_back(forcer.join().unwrap()).0;
         let theirs = other.join().unwrap();
         let left = rest(&r);
         let mut all: Vec<u32> = mine

@@ -8,21 +8,31 @@ use std::time::{Duration, Instant};
 
 use super::{Counters, Inner, OnFull, Partition, ShutdownReport, DROP_DEADLINE};
 use crate::channel::{SendTimeoutError, Sender, TrySendError};
+use crate::clock::deadline_after;
+use crate::error::ConfigError;
 use crate::sync::atomic::Ordering;
 use crate::sync::{thread, Arc, MutexGuard};
-use crate::table::Refused;
+use crate::table::{Counting, Refused};
 use crate::topology::{pin_current_thread, Topology};
-use crate::ConfigError;
 
 /// How long a blocked flush waits before it looks at the closing flag again.
 const BLOCK_SLICE: Duration = Duration::from_millis(5);
 
-/// Where a flush stands with one entry.
-enum Delivery<K, V> {
+/// The outcome of handing one entry to the output (the crate says
+/// `Outcome` for the result of one try throughout).
+enum Outcome<K, V> {
     Delivered,
     Dropped,
     /// Not delivered; the caller keeps it (back in the table, or pending).
     Kept(K, V),
+}
+
+/// Who asked for a flush: a periodic tick is skipped when the partition is
+/// busy, a manual flush waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    Tick,
+    Manual,
 }
 
 impl<K, V, S> Inner<K, V, S>
@@ -34,13 +44,14 @@ where
     /// Flushes every partition in the calling thread.
     pub(super) fn flush_all(&self) -> usize {
         (0..self.partitions.len())
-            .map(|p| self.flush_partition(p, false).unwrap_or(0))
+            .map(|p| self.flush_partition(p, Trigger::Manual).unwrap_or(0))
             .sum()
     }
 
-    /// Flushes the shards of partition `p`. A periodic `tick` that finds the
+    /// Flushes the shards of partition `p`. A periodic tick that finds the
     /// partition being flushed (by a manual flush) is skipped: `None`.
-    pub(super) fn flush_partition(&self, p: usize, tick: bool) -> Option<usize> {
+    pub(super) fn flush_partition(&self, p: usize, trigger: Trigger) -> Option<usize> {
+        let tick = trigger == Trigger::Tick;
         let mut part = if tick {
             match self.partitions[p].try_lock() {
                 Some(part) => part,
@@ -65,7 +76,7 @@ where
         // everything back: leave the tables alone until there is room.
         let output_full = self.on_full == OnFull::Retain && sender.len() >= sender.capacity();
         if !output_full {
-            let shards = self.stripes[0].shards();
+            let shards = self.partials[0].shards();
             for shard in (p..shards).step_by(self.partitions.len()) {
                 delivered += self.flush_shard(shard, &sender, &mut part);
             }
@@ -87,20 +98,20 @@ where
         part: &mut MutexGuard<'_, Partition<K, V>>,
     ) -> usize {
         let mut delivered = 0;
-        if self.stripes.len() == 1 {
-            let table = &self.stripes[0];
+        if self.partials.len() == 1 {
+            let table = &self.partials[0];
             let mut storage = table.take_shard(shard);
             self.forget_keys(storage.len());
-            while let Some((k, v)) = storage.pop_for_drain() {
+            while let Some((k, v)) = storage.pop() {
                 delivered += self.deliver_or_keep(sender, k, v, part);
             }
             table.recycle(shard, storage);
         } else {
             let mut fold = mem::take(&mut part.fold);
-            for table in self.stripes.iter() {
+            for table in self.partials.iter() {
                 let mut storage = table.take_shard(shard);
                 self.forget_keys(storage.len());
-                while let Some((k, v)) = storage.pop_for_drain() {
+                while let Some((k, v)) = storage.pop() {
                     self.fold_into(&mut fold, k, v);
                 }
                 table.recycle(shard, storage);
@@ -111,12 +122,6 @@ where
             part.fold = fold;
         }
         delivered
-    }
-
-    fn forget_keys(&self, n: usize) {
-        if self.max_keys.is_some() && n > 0 {
-            self.keys.fetch_sub(n, Ordering::Relaxed);
-        }
     }
 
     /// Delivers one entry under the policy; an entry not delivered goes back
@@ -130,9 +135,9 @@ where
         part: &mut Partition<K, V>,
     ) -> usize {
         match self.deliver(sender, k, v) {
-            Delivery::Delivered => 1,
-            Delivery::Dropped => 0,
-            Delivery::Kept(k, v) => {
+            Outcome::Delivered => 1,
+            Outcome::Dropped => 0,
+            Outcome::Kept(k, v) => {
                 if self.on_full == OnFull::Retain {
                     match self.retain(k, v) {
                         Ok(()) => Counters::bump(&self.counters.retained, 1),
@@ -146,22 +151,35 @@ where
         }
     }
 
-    fn deliver(&self, sender: &Sender<(K, V)>, k: K, v: V) -> Delivery<K, V> {
+    /// Hands one entry to the output under the policy. `flushed` is counted
+    /// *before* the entry becomes visible to a consumer (and taken back if
+    /// it does not go), so a consumer that has received `n` entries always
+    /// reads `flushed >= n`.
+    fn deliver(&self, sender: &Sender<(K, V)>, k: K, v: V) -> Outcome<K, V> {
+        Counters::bump(&self.counters.flushed, 1);
+        let delivery = self.send(sender, k, v);
+        if !matches!(delivery, Outcome::Delivered) {
+            self.counters.flushed.fetch_sub(1, Ordering::Relaxed);
+        }
+        delivery
+    }
+
+    fn send(&self, sender: &Sender<(K, V)>, k: K, v: V) -> Outcome<K, V> {
         match self.on_full {
             OnFull::Retain => match sender.try_send((k, v)) {
-                Ok(()) => self.delivered(),
+                Ok(()) => Outcome::Delivered,
                 Err(TrySendError::Full((k, v)) | TrySendError::Disconnected((k, v))) => {
-                    Delivery::Kept(k, v)
+                    Outcome::Kept(k, v)
                 }
             },
             OnFull::Block => {
                 let mut item = (k, v);
                 loop {
                     if self.closing.load(Ordering::Acquire) {
-                        return Delivery::Kept(item.0, item.1);
+                        return Outcome::Kept(item.0, item.1);
                     }
                     match sender.send_timeout(item, BLOCK_SLICE) {
-                        Ok(()) => return self.delivered(),
+                        Ok(()) => return Outcome::Delivered,
                         Err(
                             SendTimeoutError::Timeout(back) | SendTimeoutError::Disconnected(back),
                         ) => item = back,
@@ -169,40 +187,39 @@ where
                 }
             }
             OnFull::DropNewest => match sender.try_send((k, v)) {
-                Ok(()) => self.delivered(),
+                Ok(()) => Outcome::Delivered,
                 Err(TrySendError::Full(_)) => {
                     Counters::bump(&self.counters.dropped_newest, 1);
-                    Delivery::Dropped
+                    Outcome::Dropped
                 }
-                Err(TrySendError::Disconnected((k, v))) => Delivery::Kept(k, v),
+                Err(TrySendError::Disconnected((k, v))) => Outcome::Kept(k, v),
             },
             OnFull::DropOldest => match sender.force_send((k, v)) {
                 Ok(evicted) => {
                     if evicted.is_some() {
                         Counters::bump(&self.counters.dropped_oldest, 1);
                     }
-                    self.delivered()
+                    Outcome::Delivered
                 }
-                Err(back) => Delivery::Kept(back.0 .0, back.0 .1),
+                Err(back) => Outcome::Kept(back.0 .0, back.0 .1),
             },
         }
-    }
-
-    fn delivered(&self) -> Delivery<K, V> {
-        Counters::bump(&self.counters.flushed, 1);
-        Delivery::Delivered
     }
 
     /// Puts a flushed entry back into the table, merging any value added
     /// since in *after* it (so order-sensitive merges keep add order).
     pub(super) fn retain(&self, k: K, v: V) -> Result<(), (K, V)> {
-        let table = &self.stripes[0];
+        let table = &self.partials[0];
         let merge = &*self.merge;
+        // As in `add`: tells a merge panic (entry removed) from a `Hash` or
+        // `Eq` panic (table unchanged).
+        let merging = std::cell::Cell::new(false);
         let result = catch_unwind(AssertUnwindSafe(|| {
             table.try_upsert(
                 k,
                 v,
                 |present, retained| {
+                    merging.set(true);
                     let newer = mem::replace(present, retained);
                     merge.merge(present, newer);
                 },
@@ -212,17 +229,20 @@ where
                     }
                     true
                 },
-                false,
+                Counting::Skip,
             )
         }));
         match result {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(Refused::Closed(k, v) | Refused::Full(k, v))) => Err((k, v)),
             Err(panic) => {
-                if self.max_keys.is_some() {
-                    self.keys.fetch_sub(1, Ordering::Relaxed);
+                if merging.get() {
+                    // The entry (retained and newer values) was removed.
+                    self.forget_keys(1);
+                    self.record_panic(panic.as_ref(), 2);
+                } else {
+                    self.record_panic(panic.as_ref(), 1);
                 }
-                self.record_panic(panic.as_ref(), 2);
                 Ok(())
             }
         }
@@ -232,7 +252,7 @@ where
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return ShutdownReport::empty();
         }
-        let end = Instant::now() + deadline;
+        let end = deadline_after(Instant::now(), deadline);
         self.closing.store(true, Ordering::Release);
         // Stop the flushers: each wakes, sees `closing`, and leaves.
         let flushers = mem::take(&mut *self.flushers.lock());
@@ -250,17 +270,17 @@ where
         }
         // Closing each shard and taking its storage is one critical section:
         // an add either got in before (and is taken here) or sees `closed`.
-        if self.stripes.len() == 1 {
-            for mut storage in self.stripes[0].close_and_drain() {
-                while let Some(pair) = storage.pop_for_drain() {
+        if self.partials.len() == 1 {
+            for mut storage in self.partials[0].close_and_drain() {
+                while let Some(pair) = storage.pop() {
                     items.push(pair);
                 }
             }
         } else {
             let mut fold = mem::take(&mut parts[0].fold);
-            for table in self.stripes.iter() {
+            for table in self.partials.iter() {
                 for mut storage in table.close_and_drain() {
-                    while let Some((k, v)) = storage.pop_for_drain() {
+                    while let Some((k, v)) = storage.pop() {
                         self.fold_into(&mut fold, k, v);
                     }
                 }
@@ -277,11 +297,11 @@ where
                     continue;
                 }
                 match self.deliver_final(&sender, k, v, end) {
-                    Delivery::Kept(k, v) => {
+                    Outcome::Kept(k, v) => {
                         timed_out = true;
                         undelivered.push((k, v));
                     }
-                    Delivery::Delivered | Delivery::Dropped => {}
+                    Outcome::Delivered | Outcome::Dropped => {}
                 }
             }
             // Dropping the last sender disconnects the output: receivers get
@@ -302,16 +322,29 @@ where
         }
     }
 
-    /// Delivery during shutdown: Retain and Block wait for room until the deadline.
-    fn deliver_final(&self, sender: &Sender<(K, V)>, k: K, v: V, end: Instant) -> Delivery<K, V> {
+    /// Outcome during shutdown: Retain and Block wait for room until the deadline.
+    fn deliver_final(
+        &self,
+        sender: &Sender<(K, V)>,
+        k: K,
+        v: V,
+        end: Option<Instant>,
+    ) -> Outcome<K, V> {
         match self.on_full {
             OnFull::Retain | OnFull::Block => {
-                let left = end.saturating_duration_since(Instant::now());
+                // `None`: a deadline too far to represent, i.e. forever.
+                let left = end.map_or(Duration::MAX, |end| {
+                    end.saturating_duration_since(Instant::now())
+                });
+                Counters::bump(&self.counters.flushed, 1);
                 match sender.send_timeout((k, v), left) {
-                    Ok(()) => self.delivered(),
+                    Ok(()) => Outcome::Delivered,
                     Err(
                         SendTimeoutError::Timeout((k, v)) | SendTimeoutError::Disconnected((k, v)),
-                    ) => Delivery::Kept(k, v),
+                    ) => {
+                        self.counters.flushed.fetch_sub(1, Ordering::Relaxed);
+                        Outcome::Kept(k, v)
+                    }
                 }
             }
             OnFull::DropNewest | OnFull::DropOldest => self.deliver(sender, k, v),
@@ -368,21 +401,33 @@ where
     V: Send + 'static,
     S: BuildHasher + Send + Sync + 'static,
 {
-    let mut next = Instant::now() + period;
+    // A period too long to add to an instant never ticks.
+    let Some(mut next) = deadline_after(Instant::now(), period) else {
+        while !inner.closing.load(Ordering::Acquire) {
+            thread::park();
+        }
+        return;
+    };
     while !inner.closing.load(Ordering::Acquire) {
         let now = Instant::now();
         if now < next {
             thread::park_timeout(next - now);
             continue;
         }
-        inner.flush_partition(p, true);
-        next += period;
+        // Every user callback inside a flush is already caught; this is the
+        // last line, so that nothing can end periodic flushing for good.
+        if let Err(panic) =
+            catch_unwind(AssertUnwindSafe(|| inner.flush_partition(p, Trigger::Tick)))
+        {
+            inner.record_panic(panic.as_ref(), 0);
+        }
+        next = next.checked_add(period).unwrap_or(next);
         let after = Instant::now();
         if after > next {
             // The flush overran whole periods: those ticks found it running.
             let missed = ((after - next).as_nanos() / period.as_nanos().max(1)) as u64 + 1;
             Counters::bump(&inner.counters.ticks_skipped, missed);
-            next = after + period;
+            next = deadline_after(after, period).unwrap_or(next);
         }
     }
 }

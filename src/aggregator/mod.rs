@@ -50,13 +50,13 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 
 use crate::channel::{self, Receiver, Sender};
+use crate::error::ConfigError;
 use crate::hash::FastBuildHasher;
 use crate::merge::{FnMerge, Merge};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc, Mutex};
-use crate::table::{Refused, ShardedTable, Upsert};
+use crate::table::{Counting, Refused, ShardedTable, Upsert};
 use crate::topology::Topology;
-use crate::ConfigError;
 
 /// What a flush does with an entry when the output channel is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -233,9 +233,9 @@ struct Partition<K, V> {
 
 pub(crate) struct Inner<K, V, S> {
     /// One table, or one per CPU when combining per core.
-    stripes: Box<[ShardedTable<K, V, S>]>,
-    /// CPU id → stripe index.
-    stripe_of_cpu: Box<[u16]>,
+    partials: Box<[ShardedTable<K, V, S>]>,
+    /// CPU id → partial index.
+    partial_of_cpu: Box<[u16]>,
     merge: Box<dyn Merge<V>>,
     on_full: OnFull,
     max_keys: Option<usize>,
@@ -427,7 +427,7 @@ where
         } else {
             Topology::single()
         };
-        let (stripes, stripe_of_cpu) = if per_core && !cfg!(sheaf_loom) {
+        let (partials, partial_of_cpu) = if per_core && !cfg!(sheaf_loom) {
             let n = topology.cpus().len().clamp(1, u16::MAX as usize);
             let max_cpu = topology.cpus().iter().map(|c| c.id).max().unwrap_or(0);
             let mut map = vec![0u16; max_cpu + 1];
@@ -440,7 +440,7 @@ where
         } else {
             (1, vec![0])
         };
-        let stripes: Box<[ShardedTable<K, V, S>]> = (0..stripes)
+        let partials: Box<[ShardedTable<K, V, S>]> = (0..partials)
             .map(|_| {
                 let builder = ShardedTable::builder().hasher(self.hasher.clone());
                 match self.shards {
@@ -449,7 +449,7 @@ where
                 }
             })
             .collect::<Result<_, _>>()?;
-        let shards = stripes[0].shards();
+        let shards = partials[0].shards();
         if self.flush_threads == 0 || self.flush_threads > shards {
             return Err(ConfigError::new(
                 "flush_threads",
@@ -461,8 +461,8 @@ where
         }
         let (sender, receiver) = channel::builder().capacity(self.output_capacity).build()?;
         let inner = Arc::new(Inner {
-            stripes,
-            stripe_of_cpu: stripe_of_cpu.into_boxed_slice(),
+            partials,
+            partial_of_cpu: partial_of_cpu.into_boxed_slice(),
             merge,
             on_full: self.on_full,
             max_keys: self.max_keys,
@@ -533,7 +533,7 @@ where
     #[inline]
     pub fn add(&self, key: K, value: V) -> Result<Upsert, AddError<K, V>> {
         let inner = &*self.inner;
-        let table = inner.stripe();
+        let table = inner.partial();
         let merge = &*inner.merge;
         let value = match catch_unwind(AssertUnwindSafe(|| merge.lift(value))) {
             Ok(value) => value,
@@ -542,14 +542,22 @@ where
                 return Err(AddError::MergePanicked);
             }
         };
+        // Set just before the merge runs: a panic with it set came from the
+        // merge (the table removed that key's entry), one without it from
+        // the key's `Hash` or `Eq` (the table is unchanged, no key admitted).
+        let merging = std::cell::Cell::new(false);
+        let merge_fn = |acc: &mut V, v: V| {
+            merging.set(true);
+            merge.merge(acc, v)
+        };
         let attempt = AssertUnwindSafe(|| match inner.max_keys {
-            None => table.try_upsert(key, value, |acc, v| merge.merge(acc, v), || true, true),
+            None => table.try_upsert(key, value, merge_fn, || true, Counting::Count),
             Some(max) => table.try_upsert(
                 key,
                 value,
-                |acc, v| merge.merge(acc, v),
+                merge_fn,
                 || inner.admit_key(max),
-                true,
+                Counting::Count,
             ),
         });
         match catch_unwind(attempt) {
@@ -563,9 +571,9 @@ where
                 Err(AddError::Full(k, v))
             }
             Err(panic) => {
-                // The table removed the entry whose merge panicked.
-                if inner.max_keys.is_some() {
-                    inner.keys.fetch_sub(1, Ordering::Relaxed);
+                if merging.get() {
+                    // The table removed the entry whose merge panicked.
+                    inner.forget_keys(1);
                 }
                 inner.record_panic(panic.as_ref(), 1);
                 Err(AddError::MergePanicked)
@@ -599,7 +607,7 @@ where
     {
         let inner = &*self.inner;
         let mut acc: Option<V> = None;
-        for table in inner.stripes.iter() {
+        for table in inner.partials.iter() {
             if let Some(partial) = table.get(key) {
                 acc = Some(match acc {
                     None => partial,
@@ -629,11 +637,11 @@ where
         V: Clone,
     {
         let inner = &*self.inner;
-        if inner.stripes.len() == 1 {
-            return inner.stripes[0].snapshot();
+        if inner.partials.len() == 1 {
+            return inner.partials[0].snapshot();
         }
         let mut folded: HashMap<K, V, FastBuildHasher> = HashMap::default();
-        for table in inner.stripes.iter() {
+        for table in inner.partials.iter() {
             for (k, v) in table.snapshot() {
                 inner.fold_into(&mut folded, k, v);
             }
@@ -643,19 +651,19 @@ where
 
     /// Entries held now (a key held on several cores counts once per core).
     pub fn len(&self) -> usize {
-        self.inner.stripes.iter().map(ShardedTable::len).sum()
+        self.inner.partials.iter().map(ShardedTable::len).sum()
     }
 
     /// `true` when no entry is held.
     pub fn is_empty(&self) -> bool {
-        self.inner.stripes.iter().all(ShardedTable::is_empty)
+        self.inner.partials.iter().all(ShardedTable::is_empty)
     }
 
     /// Counters; see [`AggregatorStats`].
     pub fn stats(&self) -> AggregatorStats {
         let inner = &*self.inner;
         let c = &inner.counters;
-        let (inserted, merged) = inner.stripes.iter().fold((0, 0), |(i, m), t| {
+        let (inserted, merged) = inner.partials.iter().fold((0, 0), |(i, m), t| {
             let (ti, tm) = t.upsert_counts();
             (i + ti, m + tm)
         });
@@ -690,7 +698,7 @@ where
 
     /// Number of per-core partial tables (1 without per-core combining).
     pub fn partial_tables(&self) -> usize {
-        self.inner.stripes.len()
+        self.inner.partials.len()
     }
 
     /// Runs one periodic tick by hand: a flush of partition 0 that is
@@ -698,7 +706,7 @@ where
     /// being flushed. For loom models and tests of the overlap rule.
     #[doc(hidden)]
     pub fn tick(&self) -> Option<usize> {
-        self.inner.flush_partition(0, true)
+        self.inner.flush_partition(0, flush::Trigger::Tick)
     }
 
     /// Stops the flushers, refuses further adds, and delivers every held
@@ -721,19 +729,22 @@ where
 {
     /// The table this thread adds into.
     #[inline]
-    fn stripe(&self) -> &ShardedTable<K, V, S> {
-        if self.stripes.len() == 1 {
-            return &self.stripes[0];
+    fn partial(&self) -> &ShardedTable<K, V, S> {
+        if self.partials.len() == 1 {
+            return &self.partials[0];
         }
-        &self.stripes[self.stripe_index()]
+        &self.partials[self.partial_index()]
     }
 
     #[inline]
-    fn stripe_index(&self) -> usize {
-        let n = self.stripes.len();
+    fn partial_index(&self) -> usize {
+        let n = self.partials.len();
         if !cfg!(sheaf_loom) {
             if let Some(cpu) = crate::topology::current_cpu_cached() {
-                return self.stripe_of_cpu.get(cpu).map_or(cpu % n, |&s| s as usize);
+                return self
+                    .partial_of_cpu
+                    .get(cpu)
+                    .map_or(cpu % n, |&s| s as usize);
             }
         }
         crate::sync::thread_slot() % n
@@ -754,10 +765,13 @@ where
         *self.last_panic.lock() = Some(crate::unwind::message(panic));
     }
 
-    /// Folds `(k, v)` into `map`; a panicking merge drops both (counted).
-    fn fold_into(&self, map: &mut HashMap<K, V, FastBuildHasher>, k: K, v: V) {
+    /// Folds `(k, v)` into `map`. A panicking merge drops both values, a
+    /// panicking `Hash` or `Eq` of the key drops the pair; either way the
+    /// loss is counted and the fold goes on (the map is left consistent:
+    /// std's map changes nothing when hashing or comparing panics).
+    pub(super) fn fold_into(&self, map: &mut HashMap<K, V, FastBuildHasher>, k: K, v: V) {
         use std::collections::hash_map::Entry;
-        match map.entry(k) {
+        let folded = catch_unwind(AssertUnwindSafe(|| match map.entry(k) {
             Entry::Vacant(e) => {
                 e.insert(v);
             }
@@ -769,6 +783,16 @@ where
                     self.record_panic(panic.as_ref(), 2);
                 }
             }
+        }));
+        if let Err(panic) = folded {
+            self.record_panic(panic.as_ref(), 1);
+        }
+    }
+
+    /// Forgets `n` keys that left the tables (for the key cap).
+    pub(super) fn forget_keys(&self, n: usize) {
+        if self.max_keys.is_some() && n > 0 {
+            self.keys.fetch_sub(n, Ordering::Relaxed);
         }
     }
 }
@@ -793,7 +817,7 @@ impl<K, V, S> Drop for Aggregator<K, V, S> {
 impl<K, V, S> fmt::Debug for Aggregator<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Aggregator")
-            .field("partial_tables", &self.inner.stripes.len())
+            .field("partial_tables", &self.inner.partials.len())
             .field("on_full", &self.inner.on_full)
             .finish_non_exhaustive()
     }

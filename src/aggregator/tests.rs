@@ -232,11 +232,11 @@ fn retain_with_output_capacity_one_and_a_slow_consumer_delivers_exact_totals() {
     let total: u64 = per_key.values().sum();
     assert_eq!(total, 3 * scaled(20_000));
     assert_eq!(per_key.len(), 50);
+    // (Whether a periodic flush found the output full depends on how the
+    // threads were scheduled, so `retained` is not asserted here; the
+    // deterministic retain tests are `every_policy_accounts_for_every_entry`
+    // and `retain_path_counts_exactly`.)
     let s = agg.stats();
-    assert!(
-        s.retained > 0,
-        "the output of one must have been full at times"
-    );
     assert_eq!(report.delivered, s.flushed);
     assert_eq!(report.dropped, 0);
 }
@@ -496,4 +496,229 @@ fn stop_flag_is_seen_by_flushers_quickly_enough_to_join() {
     agg.add(1, 1).unwrap();
     let report = agg.shutdown(Duration::from_secs(1));
     assert_eq!(report.delivered, 1);
+}
+
+// ---- Regression tests for the core-hardening issue (#10, defect 2) ----
+
+/// A key whose `Hash` or `Eq` panics while its fuse is lit (for keys
+/// `id % 10 == 3`), to drive user-code panics into every path.
+#[derive(Clone, Debug)]
+struct Touchy {
+    id: u64,
+    hash_fuse: Arc<std::sync::atomic::AtomicBool>,
+    eq_fuse: Arc<std::sync::atomic::AtomicBool>,
+    flusher_fuse: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::hash::Hash for Touchy {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if self.id % 10 == 3 && self.hash_fuse.load(Ordering::Relaxed) {
+            panic!("Hash of key {}", self.id);
+        }
+        let on_flusher = thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("sheaf-flush"));
+        if self.id % 10 == 3 && on_flusher && self.flusher_fuse.load(Ordering::Relaxed) {
+            panic!("Hash of key {} on a flusher", self.id);
+        }
+        self.id.hash(state);
+    }
+}
+
+impl PartialEq for Touchy {
+    fn eq(&self, other: &Self) -> bool {
+        if self.id % 10 == 3 && self.eq_fuse.load(Ordering::Relaxed) {
+            panic!("Eq of key {}", self.id);
+        }
+        self.id == other.id
+    }
+}
+
+impl Eq for Touchy {}
+
+struct Fuses {
+    hash: Arc<std::sync::atomic::AtomicBool>,
+    eq: Arc<std::sync::atomic::AtomicBool>,
+    /// `Hash` panics only on a flusher thread.
+    flusher: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Fuses {
+    fn new() -> Self {
+        Self {
+            hash: Arc::default(),
+            eq: Arc::default(),
+            flusher: Arc::default(),
+        }
+    }
+
+    fn key(&self, id: u64) -> Touchy {
+        Touchy {
+            id,
+            hash_fuse: Arc::clone(&self.hash),
+            eq_fuse: Arc::clone(&self.eq),
+            flusher_fuse: Arc::clone(&self.flusher),
+        }
+    }
+}
+
+/// A `Hash` panic while the flush folds per-core partials used to unwind
+/// out of the flush, dropping the shard storage it had taken and the fold
+/// map (values vanished uncounted). Now each panicking pair is counted and
+/// every other pair is delivered.
+#[test]
+fn hash_panic_in_the_fold_loses_nothing_uncounted() {
+    let fuses = Fuses::new();
+    let agg = Aggregator::<Touchy, u64>::builder()
+        .merge_with(Sum)
+        .per_core(true)
+        .max_keys(1_000)
+        .build()
+        .unwrap();
+    let rx = agg.receiver();
+    for id in 0..200 {
+        agg.add(fuses.key(id), 1).unwrap();
+    }
+    fuses.hash.store(true, Ordering::Relaxed);
+    let delivered = agg.flush();
+    fuses.hash.store(false, Ordering::Relaxed);
+    let got: Vec<(Touchy, u64)> = rx.try_iter().collect();
+    let s = agg.stats();
+    assert_eq!(got.len(), delivered);
+    assert_eq!(got.len() as u64 + s.dropped_merge_panic, 200, "{s:?}");
+    if agg.partial_tables() > 1 {
+        // The fold hashes every pair: exactly the 20 keys ending in 3 panic.
+        assert_eq!((s.dropped_merge_panic, s.merge_panics), (20, 20));
+        assert!(got.iter().all(|(k, v)| k.id % 10 != 3 && *v == 1));
+    }
+    // The key count came back down: 1,000 new keys fit under the cap.
+    for id in 1_000..2_000 {
+        agg.add(fuses.key(id), 1).unwrap();
+    }
+    let report = agg.shutdown(Duration::from_secs(10));
+    assert_eq!(report.undelivered.len(), 0);
+    assert_eq!(rx.try_iter().count(), 1_000);
+}
+
+/// A `Hash` or `Eq` panic in `add` used to be taken for a merge panic and
+/// decrement the key count (wrapping it to usize::MAX under a cap of 2, so
+/// every later new key was refused, or letting keys past the cap).
+#[test]
+fn hash_and_eq_panics_in_add_keep_the_key_count_exact() {
+    let fuses = Fuses::new();
+    let agg = Aggregator::<Touchy, u64>::builder()
+        .merge(|a: &mut u64, b| *a += b)
+        .max_keys(2)
+        .build()
+        .unwrap();
+    fuses.hash.store(true, Ordering::Relaxed);
+    assert!(matches!(
+        agg.add(fuses.key(3), 1),
+        Err(AddError::MergePanicked)
+    ));
+    fuses.hash.store(false, Ordering::Relaxed);
+    assert_eq!(agg.add(fuses.key(13), 1).unwrap(), Upsert::Inserted);
+    // An Eq panic while probing for a present key: the table is unchanged.
+    fuses.eq.store(true, Ordering::Relaxed);
+    assert!(matches!(
+        agg.add(fuses.key(13), 1),
+        Err(AddError::MergePanicked)
+    ));
+    fuses.eq.store(false, Ordering::Relaxed);
+    assert_eq!(agg.add(fuses.key(1), 1).unwrap(), Upsert::Inserted);
+    assert!(matches!(agg.add(fuses.key(2), 1), Err(AddError::Full(..))));
+    let s = agg.stats();
+    assert_eq!(
+        (s.merge_panics, s.dropped_merge_panic, s.refused_full),
+        (2, 2, 1)
+    );
+    let report = agg.shutdown(Duration::from_secs(10));
+    let mut got: Vec<(u64, u64)> = agg.receiver().try_iter().map(|(k, v)| (k.id, v)).collect();
+    got.sort_unstable();
+    assert_eq!(got, [(1, 1), (13, 1)]);
+    assert_eq!(report.delivered, 2);
+}
+
+/// A panic in user code on a flusher thread must not end periodic flushing.
+#[test]
+fn flusher_survives_a_hash_panic() {
+    let fuses = Fuses::new();
+    let agg = Aggregator::<Touchy, u64>::builder()
+        .merge_with(Sum)
+        .per_core(true)
+        .flush_every(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let rx = agg.receiver();
+    fuses.hash.store(true, Ordering::Relaxed);
+    let multi = agg.partial_tables() > 1;
+    // Key 3's Hash panics in `add` itself here: counted, nothing held.
+    assert!(agg.add(fuses.key(3), 1).is_err());
+    fuses.hash.store(false, Ordering::Relaxed);
+    if multi {
+        // Key 13's Hash panics on the flusher thread only: the periodic
+        // fold of per-core partials hits it. Wait for that state.
+        fuses.flusher.store(true, Ordering::Relaxed);
+        agg.add(fuses.key(13), 1).unwrap();
+        while agg.stats().merge_panics < 2 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        fuses.flusher.store(false, Ordering::Relaxed);
+    } else {
+        agg.add(fuses.key(13), 1).unwrap();
+    }
+    agg.add(fuses.key(100), 7).unwrap();
+    let mut seen = Vec::new();
+    while !seen.contains(&100) {
+        let (k, _) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the flusher is still running");
+        seen.push(k.id);
+    }
+    let s = agg.stats();
+    assert_eq!(s.flushed + s.dropped_merge_panic, 3, "{s:?}");
+    drop(agg.shutdown(Duration::from_secs(10)));
+}
+
+/// Defect 5: `Duration::MAX` is "forever", never a panic, in the flush
+/// period and the shutdown deadline.
+#[test]
+fn duration_max_never_panics() {
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .flush_every(Duration::MAX)
+        .build()
+        .unwrap();
+    agg.add(1, 2).unwrap();
+    let report = agg.shutdown(Duration::MAX);
+    assert_eq!(report.delivered, 1);
+    assert_eq!(agg.receiver().try_iter().collect::<Vec<_>>(), [(1, 2)]);
+}
+
+/// Retain, deterministically: an output of one and nobody reading.
+#[test]
+fn retain_path_counts_exactly() {
+    let agg = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .per_core(false)
+        .output_capacity(1)
+        .build()
+        .unwrap();
+    for k in 0..3 {
+        agg.add(k, 10).unwrap();
+    }
+    assert_eq!(agg.flush(), 1);
+    let s = agg.stats();
+    assert_eq!((s.flushed, s.retained, s.entries, s.queued), (1, 2, 2, 1));
+    // Added since the flush: merged after the retained value.
+    agg.add(0, 1).unwrap();
+    agg.add(1, 1).unwrap();
+    agg.add(2, 1).unwrap();
+    let report = agg.shutdown(Duration::from_millis(1));
+    let received: Vec<(u64, u64)> = agg.receiver().try_iter().collect();
+    let mut all: Vec<(u64, u64)> = received.into_iter().chain(report.undelivered).collect();
+    all.sort_unstable();
+    // One key was delivered at 10 and got 1 more after: two entries for it.
+    assert_eq!(all.iter().map(|(_, v)| v).sum::<u64>(), 33);
+    assert_eq!(all.len(), 4);
 }

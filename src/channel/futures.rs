@@ -9,8 +9,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::{Attempt, Overflow, Receiver, RecvError, SendError, Sender};
-use crate::ring::Blocked;
+use super::{Outcome, Overflow, Receiver, RecvError, SendError, Sender};
+use crate::ring::NoSlot;
 use crate::wait::{Ticket, Waiters, Wake};
 
 /// The future of [`Receiver::recv_async`].
@@ -65,25 +65,25 @@ fn poll_step<R>(
     waiters: &Waiters,
     ticket: &mut Option<Ticket>,
     cx: &mut Context<'_>,
-    mut attempt: impl FnMut() -> Attempt<R>,
+    mut attempt: impl FnMut() -> Outcome<R>,
 ) -> Poll<Option<R>> {
     loop {
         match attempt() {
-            Attempt::Ready(r) => {
+            Outcome::Ready(r) => {
                 if let Some(t) = ticket.take() {
                     waiters.unregister(t, true);
                 }
                 return Poll::Ready(Some(r));
             }
-            Attempt::Closed => {
+            Outcome::Closed => {
                 if let Some(t) = ticket.take() {
                     waiters.unregister(t, true);
                 }
                 return Poll::Ready(None);
             }
-            Attempt::NotReady(blocked) => match ticket {
+            Outcome::NotReady(blocked) => match ticket {
                 Some(t) if waiters.update(t, cx.waker()) => {
-                    if blocked == Blocked::InFlight {
+                    if blocked == NoSlot::InFlight {
                         // A peer is mid-operation and may have missed our
                         // registration (see DESIGN.md): poll again soon.
                         cx.waker().wake_by_ref();

@@ -43,12 +43,13 @@ pub use errors::{
 #[cfg(feature = "async")]
 pub use futures::{RecvFuture, SendFuture};
 
+use crate::clock::deadline_after;
+use crate::error::ConfigError;
 pub use crate::overflow::Overflow;
-use crate::ring::{Blocked, Ring, SlotLayout};
+use crate::ring::{NoSlot, Ring, SlotLayout};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc};
-use crate::wait::{park_until, Waiters, Wake};
-use crate::ConfigError;
+use crate::wait::{deadline_passed, park_until, Waiters, Wake};
 
 /// Counters of a channel. `sent` and `received` are derived from the ring's
 /// positions, so counting them costs nothing on the hot path.
@@ -104,17 +105,15 @@ struct Chan<T> {
 
 /// How long a blocked call retries before it parks.
 const SPIN_BUDGET: Duration = Duration::from_nanos(1_500);
-/// First park while the slot in line is held by a peer mid-operation; see
-/// DESIGN.md ("The channel") for why such a wait polls.
-const IN_FLIGHT_PARK: Duration = Duration::from_micros(50);
 /// How long a registered waiter keeps re-checking a slot that a peer is
 /// mid-way through before it falls back to timed parks.
 const IN_FLIGHT_SPIN: Duration = Duration::from_micros(20);
-const IN_FLIGHT_PARK_MAX: Duration = Duration::from_millis(2);
 
-enum Attempt<R> {
+/// The outcome of one try at a send or receive (the crate says `Outcome`
+/// for the result of one try throughout).
+enum Outcome<R> {
     Ready(R),
-    NotReady(Blocked),
+    NotReady(NoSlot),
     Closed,
 }
 
@@ -133,35 +132,55 @@ impl<T> Chan<T> {
     /// Every receiver is gone: refuse pushes atomically, wake blocked
     /// senders, and drop what is queued (what a sender still publishes after
     /// its claim is dropped with the channel).
+    ///
+    /// A queued item whose `Drop` panics does not abort the process: the
+    /// rest are still dropped and the first panic is resumed afterwards
+    /// (or swallowed when this already runs during an unwind).
     fn disconnect_receivers(&self) {
         self.ring.close();
         self.writers.notify_all();
-        while self.ring.pop_or_status().is_ok() {}
-    }
-
-    #[inline]
-    fn pop(&self) -> Attempt<T> {
-        match self.ring.pop_or_status() {
-            Ok(item) => {
-                self.writers.notify_one();
-                Attempt::Ready(item)
-            }
-            Err(blocked) => {
-                if self.is_disconnected() {
-                    // Senders are gone: drain what they left, then report.
-                    return match self.ring.pop_or_status() {
-                        Ok(item) => Attempt::Ready(item),
-                        Err(Blocked::InFlight) => Attempt::NotReady(Blocked::InFlight),
-                        Err(Blocked::Settled | Blocked::Closed) => Attempt::Closed,
-                    };
+        let mut first_panic = None;
+        loop {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.ring.pop_or_status().is_ok()
+            })) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(panic) => {
+                    first_panic.get_or_insert(panic);
                 }
-                Attempt::NotReady(blocked)
+            }
+        }
+        if let Some(panic) = first_panic {
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(panic);
             }
         }
     }
 
     #[inline]
-    fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> Attempt<usize> {
+    fn pop(&self) -> Outcome<T> {
+        match self.ring.pop_or_status() {
+            Ok(item) => {
+                self.writers.notify_one();
+                Outcome::Ready(item)
+            }
+            Err(blocked) => {
+                if self.is_disconnected() {
+                    // Senders are gone: drain what they left, then report.
+                    return match self.ring.pop_or_status() {
+                        Ok(item) => Outcome::Ready(item),
+                        Err(NoSlot::InFlight) => Outcome::NotReady(NoSlot::InFlight),
+                        Err(NoSlot::Settled | NoSlot::Closed) => Outcome::Closed,
+                    };
+                }
+                Outcome::NotReady(blocked)
+            }
+        }
+    }
+
+    #[inline]
+    fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> Outcome<usize> {
         match self.ring.pop_batch_or_status(out, max) {
             Ok(n) => {
                 if n == 1 {
@@ -169,38 +188,38 @@ impl<T> Chan<T> {
                 } else {
                     self.writers.notify_all();
                 }
-                Attempt::Ready(n)
+                Outcome::Ready(n)
             }
             Err(blocked) => {
                 if self.is_disconnected() {
                     return match self.ring.pop_batch_or_status(out, max) {
-                        Ok(n) => Attempt::Ready(n),
-                        Err(Blocked::InFlight) => Attempt::NotReady(Blocked::InFlight),
-                        Err(Blocked::Settled | Blocked::Closed) => Attempt::Closed,
+                        Ok(n) => Outcome::Ready(n),
+                        Err(NoSlot::InFlight) => Outcome::NotReady(NoSlot::InFlight),
+                        Err(NoSlot::Settled | NoSlot::Closed) => Outcome::Closed,
                     };
                 }
-                Attempt::NotReady(blocked)
+                Outcome::NotReady(blocked)
             }
         }
     }
 
     /// One push attempt; `item` is left in place when it did not go in.
     #[inline]
-    fn push(&self, item: &mut Option<T>) -> Attempt<()> {
+    fn push(&self, item: &mut Option<T>) -> Outcome<()> {
         match self
             .ring
             .push_or_status(item.take().expect("an item to push"))
         {
             Ok(()) => {
                 self.readers.notify_one();
-                Attempt::Ready(())
+                Outcome::Ready(())
             }
             Err((back, blocked)) => {
                 *item = Some(back);
-                if blocked == Blocked::Closed {
-                    Attempt::Closed
+                if blocked == NoSlot::Closed {
+                    Outcome::Closed
                 } else {
-                    Attempt::NotReady(blocked)
+                    Outcome::NotReady(blocked)
                 }
             }
         }
@@ -212,12 +231,12 @@ impl<T> Chan<T> {
         &self,
         waiters: &Waiters,
         deadline: Option<Instant>,
-        mut attempt: impl FnMut() -> Attempt<R>,
+        mut attempt: impl FnMut() -> Outcome<R>,
     ) -> Result<R, WaitError> {
         match attempt() {
-            Attempt::Ready(r) => return Ok(r),
-            Attempt::Closed => return Err(WaitError::Closed),
-            Attempt::NotReady(_) => {}
+            Outcome::Ready(r) => return Ok(r),
+            Outcome::Closed => return Err(WaitError::Closed),
+            Outcome::NotReady(_) => {}
         }
         if !cfg!(sheaf_loom) {
             let start = Instant::now();
@@ -227,9 +246,9 @@ impl<T> Chan<T> {
                     crate::sync::spin_loop();
                 }
                 match attempt() {
-                    Attempt::Ready(r) => return Ok(r),
-                    Attempt::Closed => return Err(WaitError::Closed),
-                    Attempt::NotReady(_) => {}
+                    Outcome::Ready(r) => return Ok(r),
+                    Outcome::Closed => return Err(WaitError::Closed),
+                    Outcome::NotReady(_) => {}
                 }
                 spins += 1;
                 if spins % 4 == 0 && start.elapsed() >= SPIN_BUDGET {
@@ -237,66 +256,73 @@ impl<T> Chan<T> {
                 }
             }
         }
-        let mut in_flight_park = IN_FLIGHT_PARK;
         loop {
-            let ticket = waiters.register(Wake::Thread(thread::current()));
+            let ticket = waiters.register(Wake::current_thread());
             let mut blocked = match attempt() {
-                Attempt::Ready(r) => {
+                Outcome::Ready(r) => {
                     waiters.unregister(ticket, false);
                     return Ok(r);
                 }
-                Attempt::Closed => {
+                Outcome::Closed => {
                     waiters.unregister(ticket, false);
                     return Err(WaitError::Closed);
                 }
-                Attempt::NotReady(blocked) => blocked,
+                Outcome::NotReady(blocked) => blocked,
             };
-            if blocked == Blocked::InFlight && !cfg!(sheaf_loom) {
-                // The peer is normally nanoseconds from publishing, and its
-                // notify may have missed our registration: wait for it here
-                // (time-bounded) before any timed park.
+            if blocked == NoSlot::InFlight && !cfg!(sheaf_loom) {
+                // The peer is normally nanoseconds from finishing: spin a
+                // little (time-bounded) before parking. Parking is sound
+                // either way: the peer's notify comes after its stamp store
+                // and a SeqCst fence, our re-check after `register`'s fence.
                 let until = Instant::now() + IN_FLIGHT_SPIN;
-                while blocked == Blocked::InFlight && Instant::now() < until {
+                while blocked == NoSlot::InFlight && Instant::now() < until {
                     for _ in 0..16 {
                         crate::sync::spin_loop();
                     }
                     match attempt() {
-                        Attempt::Ready(r) => {
+                        Outcome::Ready(r) => {
                             waiters.unregister(ticket, false);
                             return Ok(r);
                         }
-                        Attempt::Closed => {
+                        Outcome::Closed => {
                             waiters.unregister(ticket, false);
                             return Err(WaitError::Closed);
                         }
-                        Attempt::NotReady(now) => blocked = now,
+                        Outcome::NotReady(now) => blocked = now,
                     }
                 }
             }
-            let park_deadline = match blocked {
-                Blocked::Settled | Blocked::Closed => deadline,
-                // Under loom the SeqCst fences of `loom_seqcst_fence` close
-                // this gap, and loom has no clock: park untimed.
-                Blocked::InFlight if cfg!(sheaf_loom) => deadline,
-                // Still in flight: the peer was preempted mid-operation and
-                // may have checked for waiters before we registered: poll.
-                Blocked::InFlight => {
-                    let poll = Instant::now() + in_flight_park;
-                    in_flight_park = (in_flight_park * 2).min(IN_FLIGHT_PARK_MAX);
-                    Some(deadline.map_or(poll, |d| d.min(poll)))
-                }
-            };
-            park_until(&ticket, park_deadline);
-            if !cfg!(sheaf_loom) && deadline.is_some_and(|d| Instant::now() >= d) {
+            let notified = park_until(&ticket, deadline);
+            if !notified && deadline_passed(deadline) {
                 waiters.unregister(ticket, false);
                 return match attempt() {
-                    Attempt::Ready(r) => Ok(r),
-                    Attempt::Closed => Err(WaitError::Closed),
-                    Attempt::NotReady(_) => Err(WaitError::Timeout),
+                    Outcome::Ready(r) => Ok(r),
+                    Outcome::Closed => Err(WaitError::Closed),
+                    Outcome::NotReady(_) => Err(WaitError::Timeout),
                 };
             }
-            waiters.unregister(ticket, true);
+            waiters.unregister(ticket, notified);
         }
+    }
+}
+
+/// Waiting for a peer that is mid-operation: spin, then yield the CPU
+/// (the peer may be preempted on this very core).
+#[derive(Default)]
+struct Snooze {
+    step: u32,
+}
+
+impl Snooze {
+    fn snooze(&mut self) {
+        if self.step < 6 {
+            for _ in 0..(1u32 << self.step) {
+                crate::sync::spin_loop();
+            }
+        } else {
+            thread::yield_now();
+        }
+        self.step = self.step.saturating_add(1);
     }
 }
 
@@ -459,9 +485,9 @@ impl<T> Sender<T> {
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         let mut slot = Some(item);
         match self.chan.push(&mut slot) {
-            Attempt::Ready(()) => Ok(()),
-            Attempt::NotReady(_) => Err(TrySendError::Full(slot.take().expect("item kept"))),
-            Attempt::Closed => Err(TrySendError::Disconnected(slot.take().expect("item kept"))),
+            Outcome::Ready(()) => Ok(()),
+            Outcome::NotReady(_) => Err(TrySendError::Full(slot.take().expect("item kept"))),
+            Outcome::Closed => Err(TrySendError::Disconnected(slot.take().expect("item kept"))),
         }
     }
 
@@ -471,7 +497,7 @@ impl<T> Sender<T> {
     /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`],
     /// both handing the item back.
     pub fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(item, Some(Instant::now() + timeout))
+        self.send_deadline(item, deadline_after(Instant::now(), timeout))
     }
 
     fn send_deadline(&self, item: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
@@ -491,19 +517,36 @@ impl<T> Sender<T> {
     /// Sends, evicting the oldest queued item if the channel is full, and
     /// returns the evicted item (counted in `dropped_oldest`).
     ///
+    /// When the oldest item is being taken by a receiver at that moment, the
+    /// channel is about to have room: the send waits for that receiver
+    /// (nanoseconds, unless it was preempted) rather than evict anything.
+    ///
     /// # Errors
-    /// `Err(SendError(item))` when every receiver is gone.
+    /// `Err(SendError(item))` when every receiver is gone (also when the
+    /// last one goes while this call runs): the item comes back.
     pub fn force_send(&self, item: T) -> Result<Option<T>, SendError<T>> {
         let chan = &*self.chan;
-        if chan.ring.is_closed() {
-            return Err(SendError(item));
+        let mut item = item;
+        let mut snooze = Snooze::default();
+        loop {
+            match chan.ring.force_push_or_status(item) {
+                Ok(evicted) => {
+                    if evicted.is_some() {
+                        chan.losses.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+                    }
+                    chan.readers.notify_one();
+                    return Ok(evicted);
+                }
+                Err((back, NoSlot::Closed)) => return Err(SendError(back)),
+                Err((back, _)) => {
+                    // A receiver is mid-way through taking the oldest item:
+                    // room is coming. Wait for that receiver, not for a
+                    // notification another sender could take.
+                    item = back;
+                    snooze.snooze();
+                }
+            }
         }
-        let evicted = chan.ring.force_push(item);
-        if evicted.is_some() {
-            chan.losses.dropped_oldest.fetch_add(1, Ordering::Relaxed);
-        }
-        chan.readers.notify_one();
-        Ok(evicted)
     }
 
     /// Sends many items with one claim per run of free slots, waking
@@ -568,7 +611,7 @@ impl<T> Receiver<T> {
     /// [`RecvTimeoutError::Timeout`], or [`RecvTimeoutError::Disconnected`]
     /// once every sender is gone and the channel is empty.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(deadline_after(Instant::now(), timeout))
     }
 
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
@@ -580,18 +623,31 @@ impl<T> Receiver<T> {
             })
     }
 
-    /// Receives without waiting.
+    /// Receives without waiting for a sender.
+    ///
+    /// Linearizable: it never reports `Empty` while an item whose `send`
+    /// has returned is queued. When the oldest slot is claimed by a sender
+    /// that has not finished writing it (preempted, say) and a later item is
+    /// already published, FIFO order forbids taking the later one, so the
+    /// call waits for that sender (spinning, then yielding) instead of
+    /// answering `Empty`. When nothing behind it is published, the
+    /// in-flight send has not returned yet and `Empty` is the truth.
     ///
     /// # Errors
-    /// [`TryRecvError::Empty`] (including the rare case of an item whose
-    /// sender is stalled mid-send, see [`crate::ring`]), or
-    /// [`TryRecvError::Disconnected`] once every sender is gone and the
-    /// channel is empty.
+    /// [`TryRecvError::Empty`], or [`TryRecvError::Disconnected`] once every
+    /// sender is gone and the channel is empty.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        match self.chan.pop() {
-            Attempt::Ready(item) => Ok(item),
-            Attempt::NotReady(_) => Err(TryRecvError::Empty),
-            Attempt::Closed => Err(TryRecvError::Disconnected),
+        let chan = &*self.chan;
+        let mut snooze = Snooze::default();
+        loop {
+            match chan.pop() {
+                Outcome::Ready(item) => return Ok(item),
+                Outcome::Closed => return Err(TryRecvError::Disconnected),
+                Outcome::NotReady(NoSlot::InFlight) if chan.ring.published_behind_head() => {
+                    snooze.snooze();
+                }
+                Outcome::NotReady(_) => return Err(TryRecvError::Empty),
+            }
         }
     }
 
@@ -609,11 +665,24 @@ impl<T> Receiver<T> {
             .map_err(|_| RecvError)
     }
 
-    /// Appends up to `max` queued items to `out` without waiting; returns how many.
+    /// Appends up to `max` queued items to `out` without waiting for a
+    /// sender; returns how many (0 when `max` is 0). Like
+    /// [`try_recv`](Self::try_recv), it does not answer 0 while a completed
+    /// send's item is queued.
     pub fn try_recv_batch(&self, out: &mut Vec<T>, max: usize) -> usize {
-        match self.chan.pop_batch(out, max) {
-            Attempt::Ready(n) => n,
-            _ => 0,
+        if max == 0 {
+            return 0;
+        }
+        let chan = &*self.chan;
+        let mut snooze = Snooze::default();
+        loop {
+            match chan.pop_batch(out, max) {
+                Outcome::Ready(n) => return n,
+                Outcome::NotReady(NoSlot::InFlight) if chan.ring.published_behind_head() => {
+                    snooze.snooze();
+                }
+                _ => return 0,
+            }
         }
     }
 

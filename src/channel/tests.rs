@@ -290,3 +290,390 @@ fn async_mixes_with_blocking_threads_and_drop_of_pending_future() {
     sender.join().unwrap();
     assert_eq!(got, (0..100).collect::<Vec<_>>());
 }
+
+// ---- Regression tests for the core-hardening issue (#10) ----
+
+use crate::ring::raw::stall;
+
+/// Runs `f` on a new thread whose next claim-to-publish (or claim-to-take)
+/// stops at the ring's stall point until the returned sender is used.
+/// Returns once the thread is stalled there.
+fn stalled<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> (std::sync::mpsc::Sender<()>, thread::JoinHandle<R>) {
+    let (claimed_tx, claimed_rx) = std::sync::mpsc::channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    let handle = thread::spawn(move || {
+        let mut once = Some((claimed_tx, resume_rx));
+        stall::HOOK.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move || {
+                if let Some((claimed, resume)) = once.take() {
+                    claimed.send(()).unwrap();
+                    resume.recv().unwrap();
+                }
+            }))
+        });
+        f()
+    });
+    claimed_rx.recv().unwrap();
+    (resume_tx, handle)
+}
+
+/// Defect 3: with the oldest item claimed by a receiver that has not freed
+/// its slot, `force_send` used to hand back its own item as if it were the
+/// evicted one (and count it in `dropped_oldest`). Now it waits for that
+/// receiver: room is coming, nothing is evicted.
+#[test]
+fn force_send_never_evicts_its_own_item_behind_a_stalled_receiver() {
+    let (tx, rx) = bounded_with::<u32>(2, Overflow::DropOldest);
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    let (resume, receiver) = {
+        let rx = rx.clone();
+        stalled(move || rx.try_recv())
+    };
+    // The receiver holds item 1's slot mid-take: the channel is not full
+    // for long, and force_send must not answer with its own item.
+    let sender = {
+        let tx = tx.clone();
+        thread::spawn(move || tx.force_send(3))
+    };
+    resume.send(()).unwrap();
+    assert_eq!(receiver.join().unwrap(), Ok(1));
+    assert_eq!(sender.join().unwrap(), Ok(None));
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [2, 3]);
+    let s = rx.stats();
+    assert_eq!((s.dropped_oldest, s.sent, s.received), (0, 3, 3));
+}
+
+/// Defect 3, second half: once the receivers are gone, `force_send` (and
+/// `send` under DropOldest) hand the item back.
+#[test]
+fn force_send_to_a_closed_channel_hands_the_item_back() {
+    let (tx, rx) = bounded_with::<u32>(1, Overflow::DropOldest);
+    tx.send(1).unwrap();
+    drop(rx);
+    assert_eq!(tx.force_send(2), Err(SendError(2)));
+    assert_eq!(tx.send(3), Err(SendError(3)));
+    assert_eq!(tx.stats().dropped_oldest, 0);
+}
+
+/// Defect 4: a batch of at most 0 items takes nothing.
+#[test]
+fn try_recv_batch_of_zero_takes_nothing() {
+    let (tx, rx) = bounded::<u32>(4);
+    tx.send(1).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(rx.try_recv_batch(&mut out, 0), 0);
+    assert!(out.is_empty());
+    assert_eq!(rx.len(), 1);
+    assert_eq!(rx.recv_batch(&mut out, 0), Ok(0));
+    assert_eq!(rx.try_recv_batch(&mut out, 5), 1);
+    assert_eq!(out, [1]);
+}
+
+/// Defect 5: an unrepresentable deadline means "wait forever", never a panic.
+#[test]
+fn duration_max_waits_forever_instead_of_panicking() {
+    let (tx, rx) = bounded::<u32>(1);
+    assert_eq!(tx.send_timeout(1, Duration::MAX), Ok(()));
+    assert_eq!(rx.recv_timeout(Duration::MAX), Ok(1));
+    // NoSlot with no deadline, woken by the other side.
+    let waiter = {
+        let rx = rx.clone();
+        thread::spawn(move || rx.recv_timeout(Duration::MAX))
+    };
+    tx.send(2).unwrap();
+    assert_eq!(waiter.join().unwrap(), Ok(2));
+    let (tx, rx) = bounded_with::<u32>(1, Overflow::BlockTimeout(Duration::MAX));
+    tx.send(3).unwrap();
+    let sender = thread::spawn(move || tx.send(4));
+    assert_eq!(rx.recv(), Ok(3));
+    assert_eq!(sender.join().unwrap(), Ok(()));
+    assert_eq!(rx.recv(), Ok(4));
+}
+
+/// Defect 6: a capacity the ring cannot allocate is a ConfigError, not an
+/// abort.
+#[test]
+#[cfg_attr(miri, ignore = "miri emulates the huge allocation instead of failing it")]
+fn huge_capacity_is_a_config_error() {
+    for capacity in [1usize << 40, 1 << 50, usize::MAX / 4, usize::MAX] {
+        let err = builder().capacity(capacity).build::<u64>().unwrap_err();
+        assert_eq!(err.setting(), "capacity", "{capacity}: {err}");
+    }
+}
+
+/// Defect 7 (crossbeam-channel's `linearizable` test): a thread that sent
+/// an item and then calls `try_recv` must get *an* item, even when the
+/// oldest slot belongs to a sender that was preempted mid-send.
+#[test]
+fn try_recv_is_linearizable() {
+    const THREADS: usize = 4;
+    let count = scaled(25_000);
+    let (tx, rx) = bounded::<usize>(THREADS);
+    thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                for i in 0..count {
+                    tx.send(i).unwrap();
+                    rx.try_recv()
+                        .expect("an item is queued: this thread sent one");
+                }
+            });
+        }
+    });
+    assert!(rx.is_empty());
+}
+
+/// Defect 7, deterministically: a stalled sender at the head slot with a
+/// later item published. `try_recv` waits for the stalled sender rather
+/// than answer Empty; with nothing published behind it, Empty is right.
+#[test]
+fn try_recv_waits_for_a_stalled_sender_only_when_an_item_is_behind_it() {
+    let (tx, rx) = bounded::<u32>(4);
+    let (resume, sender) = {
+        let tx = tx.clone();
+        stalled(move || tx.send(1))
+    };
+    // Only the stalled send is in the channel: it has not returned, so
+    // "empty" is a correct answer.
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    tx.send(2).unwrap();
+    let receiver = {
+        let rx = rx.clone();
+        thread::spawn(move || rx.try_recv())
+    };
+    resume.send(()).unwrap();
+    assert_eq!(sender.join().unwrap(), Ok(()));
+    assert_eq!(receiver.join().unwrap(), Ok(1));
+    assert_eq!(rx.try_recv(), Ok(2));
+}
+
+/// Defect 8: items whose `Drop` panics, dropped with the last receiver (or
+/// the ring), must not abort the process: every item is dropped once and
+/// the first panic comes out.
+#[test]
+fn panicking_item_drops_do_not_abort() {
+    struct Bomb(Arc<AtomicUsize>);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            panic!("bomb");
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = bounded::<Bomb>(4);
+    for _ in 0..3 {
+        tx.send(Bomb(Arc::clone(&drops))).ok().unwrap();
+    }
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(rx)));
+    assert!(dropped.is_err(), "the first panic is resumed");
+    assert_eq!(drops.load(Ordering::Relaxed), 3, "every item dropped once");
+    assert!(tx.is_disconnected());
+
+    let drops = Arc::new(AtomicUsize::new(0));
+    let ring = crate::ring::Ring::with_capacity(4).unwrap();
+    for _ in 0..3 {
+        ring.try_push(Bomb(Arc::clone(&drops))).ok().unwrap();
+    }
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ring)));
+    assert!(dropped.is_err());
+    assert_eq!(drops.load(Ordering::Relaxed), 3);
+}
+
+/// Channel operations against a model, with peers stalled mid-operation by
+/// the ring's stall hook (so defects 3 and 7 of the core-hardening issue
+/// stay fixed): every item handed back, evicted or received is checked,
+/// and the counters match the model's at the end.
+mod stalled_peers_model {
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        TrySend(u16),
+        ForceSend(u16),
+        TryRecv,
+        /// A receiver thread claims the oldest item and stops before taking it.
+        StallReceiver,
+        /// A sender thread claims a slot and stops before publishing.
+        StallSender(u16),
+        Resume,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => any::<u16>().prop_map(Op::TrySend),
+            2 => any::<u16>().prop_map(Op::ForceSend),
+            3 => Just(Op::TryRecv),
+            1 => Just(Op::StallReceiver),
+            1 => any::<u16>().prop_map(Op::StallSender),
+            1 => Just(Op::Resume),
+        ]
+    }
+
+    /// A peer stopped at the stall point, and what it must finish with.
+    enum Stalled {
+        /// With the item it claimed and that item's position.
+        Receiver(
+            std::sync::mpsc::Sender<()>,
+            thread::JoinHandle<Result<u16, TryRecvError>>,
+            u16,
+            u64,
+        ),
+        Sender(
+            std::sync::mpsc::Sender<()>,
+            thread::JoinHandle<Result<(), SendError<u16>>>,
+        ),
+    }
+
+    struct Run {
+        tx: Sender<u16>,
+        rx: Receiver<u16>,
+        /// (position, item) in the channel, oldest first; a stalled sender's
+        /// item is in it (unpublished), a stalled receiver's item is not.
+        queue: VecDeque<(u64, u16)>,
+        stalled: Option<Stalled>,
+        /// Index in `queue` of a stalled sender's item.
+        unpublished: Option<usize>,
+        /// Next position to push.
+        tail: u64,
+        cap: usize,
+        evicted: u64,
+        received: u64,
+    }
+
+    impl Run {
+        /// Slots in use: the queue plus a stalled receiver's slot.
+        fn occupied(&self) -> usize {
+            self.queue.len() + usize::from(matches!(self.stalled, Some(Stalled::Receiver(..))))
+        }
+
+        /// The next push's slot is the one a stalled receiver still holds
+        /// (the ring is FIFO over fixed slots).
+        fn tail_on_stalled_slot(&self) -> bool {
+            matches!(self.stalled, Some(Stalled::Receiver(_, _, _, pos)) if self.tail == pos + self.cap as u64)
+        }
+
+        fn push(&mut self, v: u16) {
+            self.queue.push_back((self.tail, v));
+            self.tail += 1;
+        }
+
+        fn resume(&mut self) {
+            match self.stalled.take() {
+                Some(Stalled::Receiver(go, handle, item, _)) => {
+                    go.send(()).unwrap();
+                    assert_eq!(handle.join().unwrap(), Ok(item));
+                    self.received += 1;
+                }
+                Some(Stalled::Sender(go, handle)) => {
+                    go.send(()).unwrap();
+                    assert_eq!(handle.join().unwrap(), Ok(()));
+                    self.unpublished = None;
+                }
+                None => {}
+            }
+        }
+
+        fn apply(&mut self, op: Op) {
+            match op {
+                Op::TrySend(v) => {
+                    let result = self.tx.try_send(v);
+                    if self.occupied() < self.cap && !self.tail_on_stalled_slot() {
+                        assert_eq!(result, Ok(()));
+                        self.push(v);
+                    } else {
+                        // Full, or the next slot still held by a stalled
+                        // receiver (documented): the item comes back.
+                        assert_eq!(result, Err(TrySendError::Full(v)));
+                    }
+                }
+                Op::ForceSend(v) => {
+                    // Where the slot it needs is held mid-operation, force_send
+                    // waits for that peer; only this thread could resume it,
+                    // so let it finish first.
+                    if self.tail_on_stalled_slot()
+                        || (self.stalled.is_some() && self.occupied() == self.cap)
+                        || self.unpublished.is_some()
+                    {
+                        self.resume();
+                    }
+                    let result = self.tx.force_send(v);
+                    if self.occupied() < self.cap {
+                        assert_eq!(result, Ok(None));
+                    } else {
+                        let (_, oldest) = self.queue.pop_front().unwrap();
+                        assert_eq!(result, Ok(Some(oldest)), "evicts the oldest, never its own");
+                        self.evicted += 1;
+                    }
+                    self.push(v);
+                }
+                Op::TryRecv => {
+                    if self.unpublished == Some(0) && self.queue.len() > 1 {
+                        // A later item is published behind the stalled
+                        // send: try_recv would (rightly) wait for it.
+                        self.resume();
+                    }
+                    let result = self.rx.try_recv();
+                    if self.unpublished == Some(0) {
+                        assert_eq!(result, Err(TryRecvError::Empty), "only an unfinished send");
+                    } else if let Some((_, front)) = self.queue.pop_front() {
+                        assert_eq!(result, Ok(front));
+                        self.received += 1;
+                        self.unpublished = self.unpublished.map(|i| i - 1);
+                    } else {
+                        assert_eq!(result, Err(TryRecvError::Empty));
+                    }
+                }
+                Op::StallReceiver => {
+                    if self.stalled.is_none() && !self.queue.is_empty() {
+                        let rx = self.rx.clone();
+                        let (go, handle) = stalled(move || rx.try_recv());
+                        let (pos, item) = self.queue.pop_front().unwrap();
+                        self.stalled = Some(Stalled::Receiver(go, handle, item, pos));
+                    }
+                }
+                Op::StallSender(v) => {
+                    if self.stalled.is_none() && self.queue.len() < self.cap {
+                        let tx = self.tx.clone();
+                        let (go, handle) = stalled(move || tx.send(v));
+                        self.unpublished = Some(self.queue.len());
+                        self.push(v);
+                        self.stalled = Some(Stalled::Sender(go, handle));
+                    }
+                }
+                Op::Resume => self.resume(),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 256 }))]
+        #[test]
+        fn channel_with_stalled_peers_matches_the_model(
+            cap in 1usize..5,
+            ops in proptest::collection::vec(op(), 0..40),
+        ) {
+            let (tx, rx) = bounded_with::<u16>(cap, Overflow::DropOldest);
+            let mut run = Run {
+                tx, rx, queue: VecDeque::new(), stalled: None, unpublished: None,
+                tail: 0, cap, evicted: 0, received: 0,
+            };
+            for op in ops {
+                run.apply(op);
+            }
+            run.resume();
+            let rest: Vec<u16> = run.rx.try_iter().collect();
+            prop_assert_eq!(&rest, &run.queue.iter().map(|&(_, v)| v).collect::<Vec<_>>());
+            let s = run.rx.stats();
+            prop_assert_eq!(s.dropped_oldest, run.evicted);
+            prop_assert_eq!(s.received, run.received + rest.len() as u64);
+            prop_assert_eq!(s.sent, s.received + s.dropped_oldest);
+        }
+    }
+}

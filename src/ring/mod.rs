@@ -39,15 +39,15 @@
 //! let ring = Ring::with_capacity(3).unwrap();
 //! assert_eq!(ring.try_push(1), Ok(()));
 //! assert_eq!(ring.push_batch(vec![2, 3, 4]), vec![4]); // 4 did not fit
-//! assert_eq!(ring.force_push(5), Some(1)); // drop-oldest evicts 1
+//! assert_eq!(ring.force_push(5), Ok(Some(1))); // drop-oldest evicts 1
 //! let mut out = Vec::new();
 //! assert_eq!(ring.pop_batch(&mut out, 10), 3);
 //! assert_eq!(out, [2, 3, 5]);
 //! ```
 
-mod raw;
+pub(crate) mod raw;
 
-pub(crate) use raw::Blocked;
+pub(crate) use raw::NoSlot;
 pub use raw::{Ring, SlotLayout};
 
 #[cfg(test)]

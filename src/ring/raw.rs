@@ -5,10 +5,10 @@ use std::mem::MaybeUninit;
 
 use crossbeam_utils::CachePadded;
 
+use crate::error::ConfigError;
 use crate::sync::atomic::{fence, AtomicUsize, Ordering};
 use crate::sync::AtomicUsizeExt;
 use crate::sync::{spin_loop, UnsafeCell};
-use crate::ConfigError;
 
 /// How many times an operation re-reads a slot held by an in-flight peer,
 /// backing off between reads, before it reports full/empty instead (see
@@ -187,9 +187,9 @@ fn backoff(step: &mut u32) {
     *step += 1;
 }
 
-/// Why an operation found no slot.
+/// Why an operation found no slot to claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Blocked {
+pub(crate) enum NoSlot {
     /// Really full (push) or empty (pop).
     Settled,
     /// The slot next in line is claimed by a peer that has not finished.
@@ -239,7 +239,8 @@ impl<T> Ring<T> {
     ///
     /// # Errors
     /// [`ConfigError`] if `capacity` is 0 or above `usize::MAX / 4`, or if
-    /// the slot array `layout` needs would not fit in memory's address space.
+    /// the slot array `layout` needs would not fit in memory's address space
+    /// or cannot be allocated.
     pub fn with_layout(capacity: usize, layout: SlotLayout) -> Result<Self, ConfigError> {
         if capacity == 0 || capacity > usize::MAX / 4 {
             return Err(ConfigError::new(
@@ -256,17 +257,30 @@ impl<T> Ring<T> {
                     format!("{capacity} slots laid out {layout:?} do not fit in memory"),
                 )
             })?;
-        let mut stamps = vec![usize::MAX; map.slots];
+        let too_big = || {
+            ConfigError::new(
+                "capacity",
+                format!(
+                    "{capacity} slots of {} bytes cannot be allocated; use a smaller capacity",
+                    std::mem::size_of::<Slot<T>>()
+                ),
+            )
+        };
+        // Fallible allocation: a capacity that passed the range check may
+        // still be more memory than there is; that is a ConfigError too.
+        let mut stamps: Vec<usize> = Vec::new();
+        stamps.try_reserve_exact(map.slots).map_err(|_| too_big())?;
+        stamps.resize(map.slots, usize::MAX);
         for index in 0..capacity {
             stamps[map.slot(index)] = index;
         }
-        let buffer = stamps
-            .into_iter()
-            .map(|stamp| Slot {
-                stamp: AtomicUsize::new(stamp),
-                value: UnsafeCell::new(MaybeUninit::uninit()),
-            })
-            .collect();
+        let mut buffer: Vec<Slot<T>> = Vec::new();
+        buffer.try_reserve_exact(map.slots).map_err(|_| too_big())?;
+        buffer.extend(stamps.into_iter().map(|stamp| Slot {
+            stamp: AtomicUsize::new(stamp),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }));
+        let buffer = buffer.into_boxed_slice();
         let mark = (capacity + 1).next_power_of_two();
         Ok(Self {
             head: CachePadded::new(AtomicUsize::new(0)),
@@ -402,13 +416,19 @@ impl<T> Ring<T> {
     }
 
     /// Writes `value` into the claimed slot at `pos` and publishes it.
+    ///
+    /// # Safety
+    /// - The caller claimed position `pos` for pushing: a successful CAS (or
+    ///   add) on `tail` moved it past `pos`, and the slot's stamp read `pos`
+    ///   (free for this lap) when it claimed it — so the slot holds no value.
+    /// - `pos` is published at most once: no other call passes the same `pos`
+    ///   in this lap (the claim is exclusive).
     #[inline(always)]
-    fn publish(&self, pos: usize, value: T) {
+    unsafe fn publish(&self, pos: usize, value: T) {
         let slot = self.slot(self.index(pos));
         stall_point();
-        // SAFETY: the CAS on `tail` gave this thread the slot at `pos`, whose
-        // stamp said it was empty; nobody else touches its value until the
-        // stamp below publishes it.
+        // SAFETY: by the caller's claim (see `# Safety`) this thread alone
+        // owns the slot's empty value until the stamp store below publishes it.
         slot.value
             .with_mut(|p| unsafe { p.write(MaybeUninit::new(value)) });
         slot.stamp.store(pos + 1, Ordering::Release);
@@ -423,7 +443,8 @@ impl<T> Ring<T> {
     pub fn try_push(&self, item: T) -> Result<(), T> {
         match self.claim_push(1) {
             PushSlot::Claimed { tail, .. } => {
-                self.publish(tail, item);
+                // SAFETY: `claim_push` claimed `tail` for this thread alone.
+                unsafe { self.publish(tail, item) };
                 Ok(())
             }
             PushSlot::Full { .. } | PushSlot::Stalled | PushSlot::Closed => Err(item),
@@ -432,33 +453,45 @@ impl<T> Ring<T> {
 
     /// [`try_push`](Self::try_push) that says why it failed.
     #[inline]
-    pub(crate) fn push_or_status(&self, item: T) -> Result<(), (T, Blocked)> {
+    pub(crate) fn push_or_status(&self, item: T) -> Result<(), (T, NoSlot)> {
         match self.claim_push(1) {
             PushSlot::Claimed { tail, .. } => {
-                self.publish(tail, item);
+                // SAFETY: `claim_push` claimed `tail` for this thread alone.
+                unsafe { self.publish(tail, item) };
                 Ok(())
             }
-            PushSlot::Full { .. } => Err((item, Blocked::Settled)),
-            PushSlot::Stalled => Err((item, Blocked::InFlight)),
-            PushSlot::Closed => Err((item, Blocked::Closed)),
+            PushSlot::Full { .. } => Err((item, NoSlot::Settled)),
+            PushSlot::Stalled => Err((item, NoSlot::InFlight)),
+            PushSlot::Closed => Err((item, NoSlot::Closed)),
         }
     }
 
     /// Pushes `item`, evicting the oldest item when the ring is full
-    /// (drop-oldest), and returns the item that did not stay: the evicted one,
-    /// or `None` when there was room.
+    /// (drop-oldest).
     ///
-    /// In the rare case that the slot it needs is held by a stalled peer (see
-    /// "Progress" in the module docs) it gives up after a bounded wait and
-    /// returns `Some(item)` — the given item itself.
-    pub fn force_push(&self, item: T) -> Option<T> {
+    /// Returns `Ok(None)` when there was room, `Ok(Some(oldest))` with the
+    /// evicted item when there was not.
+    ///
+    /// # Errors
+    /// `Err(item)` hands the item back, not pushed, when the ring is closed,
+    /// or when the slot it needs is held by a stalled peer (see "Progress" in
+    /// the module docs) — a consumer mid-way through taking the oldest item,
+    /// which means the ring is about to have room: retry.
+    pub fn force_push(&self, item: T) -> Result<Option<T>, T> {
+        self.force_push_or_status(item).map_err(|(item, _)| item)
+    }
+
+    /// [`force_push`](Self::force_push) that says why it refused.
+    pub(crate) fn force_push_or_status(&self, item: T) -> Result<Option<T>, (T, NoSlot)> {
         loop {
             match self.claim_push(1) {
                 PushSlot::Claimed { tail, .. } => {
-                    self.publish(tail, item);
-                    return None;
+                    // SAFETY: `claim_push` claimed `tail` for this thread alone.
+                    unsafe { self.publish(tail, item) };
+                    return Ok(None);
                 }
-                PushSlot::Stalled | PushSlot::Closed => return Some(item),
+                PushSlot::Stalled => return Err((item, NoSlot::InFlight)),
+                PushSlot::Closed => return Err((item, NoSlot::Closed)),
                 PushSlot::Full { tail } => {
                     // Full: the tail slot holds the oldest item. Take it over by
                     // moving head past it, then refill it and move tail.
@@ -473,19 +506,29 @@ impl<T> Ring<T> {
                         // No producer can claim `tail` (its stamp is not `tail`),
                         // so nobody else moves it; an add (not a store) keeps a
                         // concurrent close's mark bit.
-                        self.tail
+                        let before = self
+                            .tail
                             .fetch_add(new_tail.wrapping_sub(tail), Ordering::SeqCst);
                         let slot = self.slot(self.index(tail));
                         stall_point();
+                        if before & self.mark != 0 {
+                            // Closed between our look at the tail and the
+                            // claim: the push is refused. The oldest item
+                            // stays where it was (re-published at the new
+                            // position), as every queued item of a closed
+                            // ring does, and `item` goes back.
+                            slot.stamp.store(tail + 1, Ordering::Release);
+                            return Err((item, NoSlot::Closed));
+                        }
                         // SAFETY: the head CAS made this thread the consumer of
-                        // the published item in this slot and the tail store its
+                        // the published item in this slot and the tail add its
                         // producer; no other thread reads or writes it until the
                         // stamp store below.
                         let old = slot.value.with_mut(|p| unsafe {
                             p.replace(MaybeUninit::new(item)).assume_init()
                         });
                         slot.stamp.store(tail + 1, Ordering::Release);
-                        return Some(old);
+                        return Ok(Some(old));
                     }
                     // A consumer made room meanwhile: try again.
                 }
@@ -520,7 +563,9 @@ impl<T> Ring<T> {
             match self.claim_push(items.len()) {
                 PushSlot::Claimed { tail, count } => {
                     for (i, item) in items.drain(..count).enumerate() {
-                        self.publish(tail + i, item);
+                        // SAFETY: `claim_push` claimed `tail..tail + count`
+                        // (within one lap) for this thread alone.
+                        unsafe { self.publish(tail + i, item) };
                     }
                 }
                 PushSlot::Full { .. } | PushSlot::Stalled | PushSlot::Closed => break,
@@ -540,10 +585,11 @@ impl<T> Ring<T> {
 
     /// [`try_pop`](Self::try_pop) that says why it found nothing.
     #[inline]
-    pub(crate) fn pop_or_status(&self) -> Result<T, Blocked> {
+    pub(crate) fn pop_or_status(&self) -> Result<T, NoSlot> {
         let (head, count) = self.claim_pop(1)?;
         debug_assert_eq!(count, 1);
-        Ok(self.take(head))
+        // SAFETY: `claim_pop` claimed the published `head` for this thread alone.
+        Ok(unsafe { self.take(head) })
     }
 
     /// Pops up to `max` items into `out`, oldest first, claiming runs of
@@ -556,7 +602,9 @@ impl<T> Ring<T> {
             };
             out.reserve(count);
             for i in 0..count {
-                out.push(self.take(head + i));
+                // SAFETY: `claim_pop` claimed the published `head..head +
+                // count` (within one lap) for this thread alone.
+                out.push(unsafe { self.take(head + i) });
             }
             taken += count;
         }
@@ -568,11 +616,16 @@ impl<T> Ring<T> {
         &self,
         out: &mut Vec<T>,
         max: usize,
-    ) -> Result<usize, Blocked> {
-        let (head, count) = self.claim_pop(max.max(1))?;
+    ) -> Result<usize, NoSlot> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let (head, count) = self.claim_pop(max)?;
         out.reserve(count);
         for i in 0..count {
-            out.push(self.take(head + i));
+            // SAFETY: `claim_pop` claimed the published `head..head + count`
+            // (within one lap) for this thread alone.
+            out.push(unsafe { self.take(head + i) });
         }
         Ok(count
             + if count < max {
@@ -584,7 +637,7 @@ impl<T> Ring<T> {
 
     /// Claims up to `want` published slots from the head.
     #[inline]
-    fn claim_pop(&self, want: usize) -> Result<(usize, usize), Blocked> {
+    fn claim_pop(&self, want: usize) -> Result<(usize, usize), NoSlot> {
         let mut head = self.head.load(Ordering::Relaxed);
         let mut stuck = 0;
         let mut contended = 0;
@@ -619,7 +672,7 @@ impl<T> Ring<T> {
                 fence(Ordering::SeqCst);
                 let tail = self.tail.load(Ordering::Relaxed) & !self.mark;
                 if tail == head {
-                    return Err(Blocked::Settled);
+                    return Err(NoSlot::Settled);
                 }
             }
             // Stale head, or a peer mid-operation on this slot.
@@ -627,7 +680,7 @@ impl<T> Ring<T> {
             let current = self.head.load(Ordering::Relaxed);
             if current == head {
                 if stuck > STALL_SPINS {
-                    return Err(Blocked::InFlight);
+                    return Err(NoSlot::InFlight);
                 }
             } else {
                 stuck = 0;
@@ -636,14 +689,39 @@ impl<T> Ring<T> {
         }
     }
 
+    /// `true` if some item behind the head slot is already published: an
+    /// "empty" answer now would hide an item whose push has returned (the
+    /// head slot's producer is merely in flight).
+    pub(crate) fn published_behind_head(&self) -> bool {
+        let head = self.head.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst) & !self.mark;
+        let mut pos = head;
+        let mut seen = 0;
+        while pos != tail && seen < self.cap {
+            if pos != head && self.slot(self.index(pos)).stamp.load(Ordering::Acquire) == pos + 1 {
+                return true;
+            }
+            pos = self.advance(pos, 1);
+            seen += 1;
+        }
+        false
+    }
+
     /// Moves the value out of the claimed slot at `pos` and frees the slot.
+    ///
+    /// # Safety
+    /// - The caller claimed position `pos` for popping: a successful CAS on
+    ///   `head` moved it past `pos` after an acquire load of the slot's stamp
+    ///   read `pos + 1` (published) — so the slot holds an initialized value
+    ///   whose write happens-before this read.
+    /// - `pos` is taken at most once (the claim is exclusive).
     #[inline(always)]
-    fn take(&self, pos: usize) -> T {
+    unsafe fn take(&self, pos: usize) -> T {
         let slot = self.slot(self.index(pos));
         stall_point();
-        // SAFETY: the CAS on `head` gave this thread the slot at `pos`, whose
-        // stamp (acquired) said its value was published; it is read exactly
-        // once, here, before the stamp frees the slot for the next lap.
+        // SAFETY: by the caller's claim (see `# Safety`) the value is
+        // initialized and this thread alone reads it, exactly once, before
+        // the stamp store below frees the slot for the next lap.
         let value = slot.value.with(|p| unsafe { p.read().assume_init() });
         slot.stamp
             .store(pos.wrapping_add(self.one_lap), Ordering::Release);
@@ -707,12 +785,27 @@ impl<T> Drop for Ring<T> {
         // holds a published value.
         let mut head = self.head.load_mut();
         let tail = self.tail.load_mut() & !self.mark;
+        // A panicking `T::drop` must not abort the process (a second panic
+        // while unwinding would): each drop is caught, the rest are still
+        // dropped, and the first panic is resumed afterwards — unless this
+        // drop already runs during an unwind, where it is swallowed.
+        let mut first_panic = None;
         while head != tail {
             let slot = self.slot(self.index(head));
-            // SAFETY: positions head..tail hold published values owned by the
-            // ring, each dropped exactly once as head advances past it.
-            slot.value.with_mut(|p| unsafe { (*p).assume_init_drop() });
+            let drop_one = || {
+                // SAFETY: positions head..tail hold published values owned by
+                // the ring, each dropped exactly once as head advances past it.
+                slot.value.with_mut(|p| unsafe { (*p).assume_init_drop() });
+            };
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(drop_one)) {
+                first_panic.get_or_insert(panic);
+            }
             head = self.advance(head, 1);
+        }
+        if let Some(panic) = first_panic {
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 }

@@ -108,17 +108,17 @@ fn force_push_evicts_oldest_first() {
 }
 
 fn force_push_evicts_oldest(ring: Ring<usize>) {
-    assert_eq!(ring.force_push(1), None);
-    assert_eq!(ring.force_push(2), None);
-    assert_eq!(ring.force_push(3), None);
-    assert_eq!(ring.force_push(4), Some(1));
-    assert_eq!(ring.force_push(5), Some(2));
+    assert_eq!(ring.force_push(1), Ok(None));
+    assert_eq!(ring.force_push(2), Ok(None));
+    assert_eq!(ring.force_push(3), Ok(None));
+    assert_eq!(ring.force_push(4), Ok(Some(1)));
+    assert_eq!(ring.force_push(5), Ok(Some(2)));
     assert_eq!(ring.len(), 3);
     let mut out = Vec::new();
     ring.pop_batch(&mut out, 10);
     assert_eq!(out, [3, 4, 5]);
     for i in 0..10 {
-        assert_eq!(ring.force_push(i), None.or((i >= 3).then(|| i - 3)));
+        assert_eq!(ring.force_push(i), Ok((i >= 3).then(|| i - 3)));
     }
 }
 
@@ -202,7 +202,7 @@ fn stalled_producer_makes_pop_report_empty_not_spin() {
     // Another producer publishes behind the stalled one.
     ring.try_push(2).unwrap();
     assert_eq!(ring.len(), 2);
-    assert_eq!(ring.pop_or_status().err(), Some(super::Blocked::InFlight));
+    assert_eq!(ring.pop_or_status().err(), Some(super::NoSlot::InFlight));
     for _ in 0..3 {
         assert_eq!(ring.try_pop(), None, "the oldest item is not published yet");
     }
@@ -237,7 +237,9 @@ fn stalled_consumer_makes_push_report_full_not_spin() {
     // One slot is logically free but still held by the stalled consumer.
     assert_eq!(ring.len(), 1);
     assert_eq!(ring.try_push(12), Err(12));
-    assert_eq!(ring.force_push(13), Some(13));
+    // The stalled consumer holds the oldest slot: refused, distinctly (the
+    // item comes back as an error, never as an "evicted" item).
+    assert_eq!(ring.force_push(13), Err(13));
     assert_eq!(ring.try_pop(), Some(11));
     resume_tx.send(()).unwrap();
     assert_eq!(consumer.join().unwrap(), Some(10));
@@ -319,8 +321,21 @@ fn mpmc_with_force_push(layout: SlotLayout) {
                 (Arc::clone(&ring), Arc::clone(&popped), Arc::clone(&evicted));
             thread::spawn(move || {
                 for i in 0..per {
-                    if ring.force_push(i).is_some() {
-                        evicted.fetch_add(1, Ordering::Relaxed);
+                    let mut item = i;
+                    // A refusal (a consumer mid-take holds the oldest slot)
+                    // is transient: retry until the item is in.
+                    loop {
+                        match ring.force_push(item) {
+                            Ok(Some(_)) => {
+                                evicted.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            Ok(None) => break,
+                            Err(back) => {
+                                item = back;
+                                thread::yield_now();
+                            }
+                        }
                     }
                     if i % 3 == 0 && ring.try_pop().is_some() {
                         popped.fetch_add(1, Ordering::Relaxed);

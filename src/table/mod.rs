@@ -32,10 +32,10 @@ use std::hash::{BuildHasher, Hash};
 
 use crossbeam_utils::CachePadded;
 
+use crate::error::ConfigError;
 use crate::hash::FastBuildHasher;
 use crate::sync::{Mutex, MutexGuard};
-use crate::ConfigError;
-use raw::RawTable;
+use raw::{Draining, RawTable, MAX_SHARD_ENTRIES};
 
 /// What an upsert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +60,14 @@ pub(crate) struct Shard<K, V> {
 
 /// A shard behind its lock, alone on its cache lines.
 type PaddedShard<K, V> = CachePadded<Mutex<Shard<K, V>>>;
+
+/// Whether [`ShardedTable::try_upsert`] counts the upsert in the shard's
+/// inserted / merged counters (a value put back by a flush is not a new add).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counting {
+    Count,
+    Skip,
+}
 
 /// Why [`ShardedTable::try_upsert`] handed a pair back.
 #[derive(Debug)]
@@ -151,7 +159,9 @@ impl<K, V, S> ShardedTableBuilder<K, V, S> {
     }
 
     /// Entries to make room for up front (spread evenly over the shards),
-    /// so filling the table to this size never grows an index.
+    /// so filling the table to this size never grows an index. Checked by
+    /// [`build`](Self::build): a capacity the shards cannot index, or memory
+    /// that cannot be had, is a [`ConfigError`], never a hang or an abort.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self
@@ -170,31 +180,69 @@ impl<K, V, S> ShardedTableBuilder<K, V, S> {
     /// Builds the table.
     ///
     /// # Errors
-    /// [`ConfigError`] if `shards` is not a power of two between 1 and 65,536.
+    /// [`ConfigError`] if `shards` is not a power of two between 1 and
+    /// 65,536, or if `capacity` needs more than 2^32 - 2 entries in a shard
+    /// or more memory than can be allocated.
     pub fn build(self) -> Result<ShardedTable<K, V, S>, ConfigError> {
         let shards = self.shards.unwrap_or_else(default_shards);
         if shards == 0 || !shards.is_power_of_two() || shards > MAX_SHARDS {
-            let hint = if shards == 0 {
-                1
-            } else {
-                shards.next_power_of_two().min(MAX_SHARDS)
-            };
+            let hint = shards
+                .checked_next_power_of_two()
+                .unwrap_or(MAX_SHARDS)
+                .clamp(1, MAX_SHARDS);
             return Err(ConfigError::new(
                 "shards",
                 format!("{shards} is not a power of two between 1 and {MAX_SHARDS}; use {hint}"),
             ));
         }
-        Ok(ShardedTable::from_parts(shards, self.capacity, self.hasher))
+        let shard_capacity = self.capacity.div_ceil(shards);
+        if shard_capacity > MAX_SHARD_ENTRIES {
+            return Err(ConfigError::new(
+                "capacity",
+                format!(
+                    "{} is more than {shards} shards can index ({MAX_SHARD_ENTRIES} entries \
+                     each); use at most {} or more shards",
+                    self.capacity,
+                    MAX_SHARD_ENTRIES.saturating_mul(shards)
+                ),
+            ));
+        }
+        let mut storage = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            storage.push(RawTable::try_with_capacity(shard_capacity).ok_or_else(|| {
+                ConfigError::new(
+                    "capacity",
+                    format!(
+                        "{} entries do not fit in memory; use a smaller capacity \
+                         (the table grows as needed)",
+                        self.capacity
+                    ),
+                )
+            })?);
+        }
+        Ok(ShardedTable::from_storage(
+            storage,
+            shard_capacity,
+            self.hasher,
+        ))
     }
 }
 
 impl<K, V, S> ShardedTable<K, V, S> {
     fn from_parts(shards: usize, capacity: usize, hasher: S) -> Self {
         let shard_capacity = capacity.div_ceil(shards);
-        let shards: Box<[_]> = (0..shards)
-            .map(|_| {
+        let storage = (0..shards)
+            .map(|_| RawTable::with_capacity(shard_capacity))
+            .collect();
+        Self::from_storage(storage, shard_capacity, hasher)
+    }
+
+    fn from_storage(storage: Vec<RawTable<K, V>>, shard_capacity: usize, hasher: S) -> Self {
+        let shards: Box<[_]> = storage
+            .into_iter()
+            .map(|live| {
                 CachePadded::new(Mutex::new(Shard {
-                    live: RawTable::with_capacity(shard_capacity),
+                    live,
                     spare: None,
                     closed: false,
                     inserted: 0,
@@ -279,7 +327,7 @@ impl<K, V, S> ShardedTable<K, V, S> {
 
     /// Swaps out shard `index`'s storage; the caller empties it and hands it
     /// back with [`recycle`](Self::recycle).
-    pub(crate) fn take_shard(&self, index: usize) -> RawTable<K, V> {
+    pub(crate) fn take_shard(&self, index: usize) -> Draining<K, V> {
         let mut shard = self.shards[index].lock();
         let fresh = match shard.spare.take() {
             Some(spare) => spare,
@@ -291,12 +339,12 @@ impl<K, V, S> ShardedTable<K, V, S> {
                 fresh
             }
         };
-        std::mem::replace(&mut shard.live, fresh)
+        std::mem::replace(&mut shard.live, fresh).into_draining()
     }
 
     /// Returns emptied storage to shard `index` for the next drain.
-    pub(crate) fn recycle(&self, index: usize, mut storage: RawTable<K, V>) {
-        storage.reset_index();
+    pub(crate) fn recycle(&self, index: usize, storage: Draining<K, V>) {
+        let storage = storage.into_empty();
         let mut shard = self.shards[index].lock();
         if shard.spare.is_none() {
             shard.spare = Some(storage);
@@ -305,13 +353,13 @@ impl<K, V, S> ShardedTable<K, V, S> {
 
     /// Marks every shard closed (later [`try_upsert`](Self::try_upsert)s are
     /// refused) and swaps out its storage, in one critical section per shard.
-    pub(crate) fn close_and_drain(&self) -> Vec<RawTable<K, V>> {
+    pub(crate) fn close_and_drain(&self) -> Vec<Draining<K, V>> {
         self.shards
             .iter()
             .map(|shard| {
                 let mut shard = shard.lock();
                 shard.closed = true;
-                std::mem::replace(&mut shard.live, RawTable::with_capacity(0))
+                std::mem::replace(&mut shard.live, RawTable::with_capacity(0)).into_draining()
             })
             .collect()
     }
@@ -382,7 +430,8 @@ where
 
     /// Like [`upsert`](Self::upsert), but hands the pair back once the table
     /// was closed by its owner (the aggregator's shutdown), or when `admit`
-    /// refuses a new key. Counts what it did in the shard's counters when `count`.
+    /// refuses a new key. Counts what it did in the shard's counters unless
+    /// `counting` says to skip it.
     #[inline]
     pub(crate) fn try_upsert(
         &self,
@@ -390,8 +439,9 @@ where
         value: V,
         merge: impl FnOnce(&mut V, V),
         admit: impl FnOnce() -> bool,
-        count: bool,
+        counting: Counting,
     ) -> Result<Upsert, Refused<K, V>> {
+        let count = counting == Counting::Count;
         let hash = self.hash(&key);
         let mut guard = self.lock_shard(self.shard_of(hash));
         let shard = &mut *guard;
@@ -519,7 +569,7 @@ where
 pub struct Drain<'a, K, V, S> {
     table: &'a ShardedTable<K, V, S>,
     next_shard: usize,
-    current: Option<(usize, RawTable<K, V>)>,
+    current: Option<(usize, Draining<K, V>)>,
 }
 
 impl<K, V, S> Iterator for Drain<'_, K, V, S> {
@@ -529,7 +579,7 @@ impl<K, V, S> Iterator for Drain<'_, K, V, S> {
     fn next(&mut self) -> Option<(K, V)> {
         loop {
             if let Some((_, storage)) = &mut self.current {
-                if let Some(pair) = storage.pop_for_drain() {
+                if let Some(pair) = storage.pop() {
                     return Some(pair);
                 }
                 let (index, storage) = self.current.take().expect("checked above");

@@ -23,8 +23,11 @@
 //!    `capacity(buckets) < slots`, so some slot is always `EMPTY` and every
 //!    probe terminates.
 //!
-//! This module is single-threaded and entirely safe code; the sharded table
-//! puts each `RawTable` behind its shard's lock.
+//! This module is single-threaded; the sharded table puts each `RawTable`
+//! behind its shard's lock. Its `unsafe` is unchecked indexing that the
+//! invariants above prove in bounds, and the SSE2 intrinsics of `group`.
+//! Storage being emptied by a drain is a [`Draining`], whose stale index
+//! the type makes unreachable.
 
 use std::borrow::Borrow;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -188,15 +191,75 @@ pub(crate) struct RawTable<K, V> {
     hashes: Vec<u32>,
 }
 
+/// A shard's storage taken out to be emptied by a drain.
+///
+/// Popping pairs off the end of `entries` leaves the index pointing at
+/// entries that are gone (invariant 1 broken), which a lookup would read
+/// through unchecked indexing. This type is the proof that no lookup
+/// happens: it offers only [`pop`](Self::pop), and the storage becomes a
+/// table again only through [`into_empty`](Self::into_empty), which
+/// resets the index.
+pub(crate) struct Draining<K, V> {
+    table: RawTable<K, V>,
+}
+
+impl<K, V> Draining<K, V> {
+    /// Removes and returns the last pair in storage order.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<(K, V)> {
+        self.table.entries.pop()
+    }
+
+    /// Pairs left.
+    pub(crate) fn len(&self) -> usize {
+        self.table.entries.len()
+    }
+
+    /// The storage, emptied (pairs left are dropped) and with a clean index,
+    /// keeping its allocations for reuse.
+    pub(crate) fn into_empty(mut self) -> RawTable<K, V> {
+        self.table.reset_index();
+        self.table
+    }
+}
+
+/// Most entries one shard holds: entry indices are `u32`, and `u32::MAX`
+/// is never an index.
+pub(crate) const MAX_SHARD_ENTRIES: usize = u32::MAX as usize - 1;
+
 impl<K, V> RawTable<K, V> {
+    /// An empty table with room for `capacity` entries.
+    ///
+    /// # Panics
+    /// If `capacity > MAX_SHARD_ENTRIES` or the allocation fails; use
+    /// [`try_with_capacity`](Self::try_with_capacity) to get an error.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let buckets = buckets_for(capacity);
-        Self {
-            buckets: vec![Bucket::EMPTY; buckets].into_boxed_slice(),
-            growth_left: capacity_of(buckets),
-            entries: Vec::with_capacity(capacity),
-            hashes: Vec::with_capacity(capacity),
+        match Self::try_with_capacity(capacity) {
+            Some(table) => table,
+            None => panic!("a shard of {capacity} entries cannot be allocated"),
         }
+    }
+
+    /// An empty table with room for `capacity` entries, or `None` when
+    /// `capacity > MAX_SHARD_ENTRIES` or the memory cannot be had.
+    pub(crate) fn try_with_capacity(capacity: usize) -> Option<Self> {
+        if capacity > MAX_SHARD_ENTRIES {
+            return None;
+        }
+        let buckets = buckets_for(capacity);
+        let mut index = Vec::new();
+        index.try_reserve_exact(buckets).ok()?;
+        index.resize(buckets, Bucket::EMPTY);
+        let mut entries = Vec::new();
+        entries.try_reserve_exact(capacity).ok()?;
+        let mut hashes = Vec::new();
+        hashes.try_reserve_exact(capacity).ok()?;
+        Some(Self {
+            buckets: index.into_boxed_slice(),
+            growth_left: capacity_of(buckets),
+            entries,
+            hashes,
+        })
     }
 
     #[inline]
@@ -240,17 +303,13 @@ impl<K, V> RawTable<K, V> {
         &self.entries
     }
 
-    /// Removes and returns the last pair in storage order, leaving the index
-    /// stale: only for a table that is being emptied and then [`reset_index`].
-    ///
-    /// [`reset_index`]: Self::reset_index
-    #[inline]
-    pub(crate) fn pop_for_drain(&mut self) -> Option<(K, V)> {
-        self.entries.pop()
+    /// Turns this storage into one that can only be emptied (see [`Draining`]).
+    pub(crate) fn into_draining(self) -> Draining<K, V> {
+        Draining { table: self }
     }
 
     /// Forgets every slot of the index; entries must already be empty or are dropped.
-    pub(crate) fn reset_index(&mut self) {
+    fn reset_index(&mut self) {
         self.entries.clear();
         self.hashes.clear();
         for bucket in self.buckets.iter_mut() {

@@ -307,3 +307,42 @@ mod props {
         }
     }
 }
+
+/// Defect 6 of the core-hardening issue: capacities and shard counts that
+/// used to hang (overflow in the bucket sizing), panic or abort on
+/// allocation are `ConfigError`s that say what to change.
+#[test]
+#[cfg_attr(miri, ignore = "miri emulates the huge allocation instead of failing it")]
+fn absurd_builder_settings_are_config_errors() {
+    for capacity in [usize::MAX, 1 << 62, 1 << 40] {
+        let err = ShardedTable::<u64, u64>::builder()
+            .capacity(capacity)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting(), "capacity", "{capacity}: {err}");
+    }
+    // Within the index limit but more memory than the machine can give.
+    let err = ShardedTable::<u64, [u8; 1 << 20]>::builder()
+        .shards(1 << 16)
+        .capacity(1 << 40)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), "capacity", "{err}");
+    for shards in [usize::MAX, (1 << 63) + 1, 3, 0] {
+        let err = ShardedTable::<u64, u64>::builder()
+            .shards(shards)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting(), "shards", "{shards}: {err}");
+    }
+    // A sane capacity still works and never grows while filling to it.
+    let table = ShardedTable::<u64, u64>::builder()
+        .shards(4)
+        .capacity(1_000)
+        .build()
+        .unwrap();
+    for k in 0..1_000 {
+        table.upsert(k, k, |a, b| *a += b);
+    }
+    assert_eq!(table.len(), 1_000);
+}
