@@ -26,9 +26,18 @@ use sheaf::writer::{SerialWriter, WriteError};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Write { handle: u8, len: u16, fill: u8 },
-    WriteAll { handle: u8, value: u32 },
-    Flush { handle: u8 },
+    Write {
+        handle: u8,
+        len: u16,
+        fill: u8,
+    },
+    WriteAll {
+        handle: u8,
+        value: u32,
+    },
+    Flush {
+        handle: u8,
+    },
     Sync,
     /// `restart`: a stop pass (write, flush, sync), then running again.
     Restart,

@@ -187,6 +187,9 @@ fn stop_against_write_then_start_writes_it() {
         writer.flush().unwrap();
         assert_eq!(&*log.lock().unwrap(), b"a");
         let report = writer.close(LONG);
-        assert_eq!((report.accepted, report.written, report.unwritten), (1, 1, 0));
+        assert_eq!(
+            (report.accepted, report.written, report.unwritten),
+            (1, 1, 0)
+        );
     });
 }

@@ -396,7 +396,10 @@ fn duration_max_waits_forever_instead_of_panicking() {
 /// Defect 6: a capacity the ring cannot allocate is a ConfigError, not an
 /// abort.
 #[test]
-#[cfg_attr(miri, ignore = "miri emulates the huge allocation instead of failing it")]
+#[cfg_attr(
+    miri,
+    ignore = "miri emulates the huge allocation instead of failing it"
+)]
 fn huge_capacity_is_a_config_error() {
     for capacity in [1usize << 40, 1 << 50, usize::MAX / 4, usize::MAX] {
         let err = builder().capacity(capacity).build::<u64>().unwrap_err();

@@ -312,7 +312,10 @@ mod props {
 /// used to hang (overflow in the bucket sizing), panic or abort on
 /// allocation are `ConfigError`s that say what to change.
 #[test]
-#[cfg_attr(miri, ignore = "miri emulates the huge allocation instead of failing it")]
+#[cfg_attr(
+    miri,
+    ignore = "miri emulates the huge allocation instead of failing it"
+)]
 fn absurd_builder_settings_are_config_errors() {
     for capacity in [usize::MAX, 1 << 62, 1 << 40] {
         let err = ShardedTable::<u64, u64>::builder()

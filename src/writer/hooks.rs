@@ -83,7 +83,7 @@ fn run_hooks(shared: &Shared) {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, claim)
             .is_ok()
         {
-            if let Err(message) = catch(|| hook()) {
+            if let Err(message) = catch(hook) {
                 hooks.panics.fetch_add(1, Ordering::Relaxed);
                 shared.record_error(ErrorOrigin::AsyncHookPanic, message, None, 0);
             }

@@ -321,8 +321,16 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
         if let Some((_, setting, message)) = check.into_iter().find(|c| c.0) {
             return Err(ConfigError::new(setting, message));
         }
-        let (items, bytes, co) = (self.capacity_items, self.capacity_bytes, self.settings.coalesce);
-        let chunk = if co == 0 { DEFAULT_COALESCE } else { co.clamp(4 << 10, 1 << 20) };
+        let (items, bytes, co) = (
+            self.capacity_items,
+            self.capacity_bytes,
+            self.settings.coalesce,
+        );
+        let chunk = if co == 0 {
+            DEFAULT_COALESCE
+        } else {
+            co.clamp(4 << 10, 1 << 20)
+        };
         let queue = queue::Queue::new(shards, items, bytes, self.overflow, chunk);
         let (mut settings, sink) = (self.settings, self.sink);
         let (sync_period, sync_hook) = self.sync.unzip();

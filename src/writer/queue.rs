@@ -283,7 +283,11 @@ impl Queue {
     fn pick(&self, last: &AtomicU64) -> (usize, MutexGuard<'_, Shard>) {
         let n = self.shards.len();
         let slot = crate::sync::thread_slot();
-        let own = if n.is_power_of_two() { slot & (n - 1) } else { slot % n };
+        let own = if n.is_power_of_two() {
+            slot & (n - 1)
+        } else {
+            slot % n
+        };
         let packed = last.load(Ordering::Relaxed);
         let prev = (packed & 0xff) as usize;
         if packed != NO_SHARD && prev != own {

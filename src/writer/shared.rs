@@ -73,6 +73,15 @@ impl Ticket {
     }
 }
 
+/// Flush and sync requests.
+#[derive(Default)]
+pub(super) struct Tickets {
+    /// Not yet picked up by the writer thread.
+    pub(super) pending: Vec<Arc<Ticket>>,
+    /// In the writer thread's current pass.
+    pub(super) in_pass: Vec<Arc<Ticket>>,
+}
+
 #[derive(Default)]
 pub(super) struct HookCounts {
     pub(super) runs: AtomicU64,
@@ -90,9 +99,7 @@ pub(super) struct Shared {
     pub(super) clock: Box<dyn Clock>,
     pub(super) async_hook: Option<AsyncHook>,
     pub(super) counts: Mutex<Counts>,
-    /// Flush and sync requests: `.0` not yet picked up by the writer
-    /// thread, `.1` in its current pass.
-    pub(super) tickets: Mutex<(Vec<Arc<Ticket>>, Vec<Arc<Ticket>>)>,
+    pub(super) tickets: Mutex<Tickets>,
     errors: Mutex<VecDeque<ErrorRecord>>,
     errors_total: AtomicU64,
     pub(super) hooks: HookCounts,
@@ -153,7 +160,7 @@ impl Shared {
             clock,
             async_hook,
             counts: Mutex::new(Counts::default()),
-            tickets: Mutex::new((Vec::new(), Vec::new())),
+            tickets: Mutex::default(),
             errors: Mutex::new(VecDeque::new()),
             errors_total: AtomicU64::new(0),
             hooks: HookCounts::default(),
@@ -318,8 +325,8 @@ impl Shared {
 
     /// Answers every request, pending or in progress, with `failure`.
     pub(super) fn fail_tickets(&self, failure: Failure) {
-        let (pending, in_progress) = mem::take(&mut *self.tickets.lock());
-        for ticket in pending.into_iter().chain(in_progress) {
+        let Tickets { pending, in_pass } = mem::take(&mut *self.tickets.lock());
+        for ticket in pending.into_iter().chain(in_pass) {
             ticket.answer(Err(failure.clone()));
         }
         self.answers.notify_all();
@@ -347,7 +354,7 @@ impl Shared {
                         "the writer is closed",
                     ))
                 }
-                RUNNING | STOPPING => tickets.0.push(Arc::clone(&ticket)),
+                RUNNING | STOPPING => tickets.pending.push(Arc::clone(&ticket)),
                 _ => {
                     return Err(io::Error::other(
                         "the writer is stopped; queued records wait for start()",

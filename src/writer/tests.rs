@@ -1234,4 +1234,3 @@ fn a_handle_is_a_make_writer_and_each_threads_events_keep_their_order() {
         assert_eq!(mine, (0..k).collect::<Vec<_>>());
     }
 }
-

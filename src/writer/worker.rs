@@ -34,11 +34,12 @@ pub(super) fn run<W: Write>(shared: Arc<Shared>, sink: W, sync: Option<SyncHook<
         sync,
         batches: Vec::new(),
         spares: Vec::new(),
-        stash: (0..shared.queue.shard_count()).map(|_| Vec::new()).collect(),
+        stash: (0..shared.queue.shard_count())
+            .map(|_| Vec::new())
+            .collect(),
         co_buf: Vec::new(),
         co_ends: Vec::new(),
-        next_sync: (shared.settings.sync_period)
-            .and_then(|p| deadline_after(shared.started()?, p)),
+        next_sync: (shared.settings.sync_period).and_then(|p| deadline_after(shared.started()?, p)),
         unflushed: false,
         failed_seen: 0,
         linger_bytes: (coalesce.max(1) as u64).min(super::DEFAULT_COALESCE as u64),
@@ -101,10 +102,10 @@ impl<W: Write> Worker<'_, W> {
         // a request was made has its shard's bit set by now.
         let (want_flush, want_sync) = {
             let mut tickets = shared.tickets.lock();
-            let pending = mem::take(&mut tickets.0);
+            let pending = mem::take(&mut tickets.pending);
             let sync = pending.iter().any(|t| t.sync);
             let flush = !pending.is_empty();
-            tickets.1.extend(pending);
+            tickets.in_pass.extend(pending);
             (flush, sync)
         };
         let mut bits = queue.signal.fetch_and(CONTROL, Ordering::SeqCst) & !CONTROL;
@@ -140,7 +141,7 @@ impl<W: Write> Worker<'_, W> {
                     .compare_exchange(STOPPING, STOPPED, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok();
                 let late = if stopped {
-                    mem::take(&mut tickets.0)
+                    mem::take(&mut tickets.pending)
                 } else {
                     Vec::new()
                 };
@@ -181,7 +182,7 @@ impl<W: Write> Worker<'_, W> {
 
     /// Answers the requests of this pass.
     fn answer(&mut self, flush_error: Option<Failure>, sync_error: Option<Failure>) {
-        let done = mem::take(&mut self.shared.tickets.lock().1);
+        let done = mem::take(&mut self.shared.tickets.lock().in_pass);
         if done.is_empty() {
             return;
         }
