@@ -36,8 +36,6 @@ pub(super) const CONTROL: u64 = 1 << 63;
 pub(super) const NO_SHARD: u64 = u64::MAX;
 /// A producer whose shard holds this many chunks yields once per new chunk.
 const LAG_CHUNKS: usize = 4;
-/// Most empty chunks a shard keeps for its producer.
-pub(super) const SHARD_FREE_MAX: usize = 16;
 
 /// A fixed-size piece of a shard's buffer: whole records, back to back.
 #[derive(Default)]
@@ -48,6 +46,18 @@ pub(super) struct Chunk {
 }
 
 impl Chunk {
+    /// A chunk of `size` bytes whose pages are already faulted in: one slow
+    /// write per chunk rather than one per 4 KiB page of records.
+    fn new(size: usize) -> Self {
+        let mut chunk = Chunk {
+            bytes: vec![1; size],
+            ends: vec![1; size / 64],
+        };
+        chunk.bytes.clear();
+        chunk.ends.clear();
+        chunk
+    }
+
     /// Start offset of record `i`.
     pub(super) fn start_of(&self, i: usize) -> usize {
         if i == 0 {
@@ -61,9 +71,6 @@ impl Chunk {
 #[derive(Default)]
 struct Shard {
     chunks: VecDeque<Chunk>,
-    /// Empty chunks this shard's records came in, handed back by the writer
-    /// thread: reusing them keeps a producer on memory it wrote last.
-    free: Vec<Chunk>,
     /// Records of `chunks[0]` before `head` were evicted (`DropOldest`).
     head: usize,
     live: usize,
@@ -79,7 +86,6 @@ struct Shard {
 
 /// Records taken out of one shard by the writer thread.
 pub(super) struct Batch {
-    pub(super) shard: usize,
     pub(super) chunks: VecDeque<Chunk>,
     /// Index of the first live record of `chunks[0]`.
     pub(super) head: usize,
@@ -99,6 +105,11 @@ pub(super) struct Losses {
 
 pub(super) struct Queue {
     shards: Box<[CachePadded<Mutex<Shard>>]>,
+    /// Empty chunks: every chunk is reused, so a running writer neither
+    /// allocates nor faults in fresh pages (a page fault per 4 KiB of
+    /// records was the producers' latency tail).
+    pool: CachePadded<Mutex<Vec<Chunk>>>,
+    pool_max: usize,
     chunk_size: usize,
     cap_bytes: usize,
     portion_items: usize,
@@ -149,6 +160,8 @@ impl Queue {
         let spread = 4 * shards;
         Self {
             shards: (0..shards).map(|_| CachePadded::default()).collect(),
+            pool: CachePadded::default(),
+            pool_max: cap_bytes / chunk_size + 2 * shards + 2,
             chunk_size,
             cap_bytes,
             portion_items: (cap_items / spread).max(1),
@@ -175,10 +188,17 @@ impl Queue {
         (1u64 << self.shards.len()) - 1
     }
 
-    /// `true` for a chunk of the standard size (kept for reuse; a chunk
-    /// made for one oversized record is freed).
-    pub(super) fn is_reusable(&self, chunk: &Chunk) -> bool {
-        chunk.bytes.capacity() == self.chunk_size
+    /// Returns written or evicted chunks to the pool (a chunk made for
+    /// one oversized record is freed).
+    pub(super) fn recycle(&self, chunks: impl IntoIterator<Item = Chunk>) {
+        let mut pool = self.pool.lock();
+        for mut chunk in chunks {
+            if chunk.bytes.capacity() == self.chunk_size && pool.len() < self.pool_max {
+                chunk.bytes.clear();
+                chunk.ends.clear();
+                pool.push(chunk);
+            }
+        }
     }
 
     /// Appends one record; `last` is the handle's last shard and that
@@ -245,16 +265,10 @@ impl Queue {
         // waiting for a CPU; give it this time slice once per chunk.
         let lagging = !fits && shard.chunks.len() >= LAG_CHUNKS;
         if !fits {
-            let chunk = match shard.free.pop() {
-                Some(chunk) if len <= self.chunk_size => chunk,
-                other => {
-                    shard.free.extend(other);
-                    Chunk {
-                        bytes: Vec::with_capacity(len.max(self.chunk_size)),
-                        ends: Vec::new(),
-                    }
-                }
-            };
+            let pooled = (len <= self.chunk_size).then(|| self.pool.lock().pop());
+            let chunk = pooled
+                .flatten()
+                .unwrap_or_else(|| Chunk::new(len.max(self.chunk_size)));
             shard.chunks.push_back(chunk);
         }
         let chunk = shard.chunks.back_mut().expect("a chunk with room");
@@ -364,13 +378,8 @@ impl Queue {
         shard.live -= 1;
         shard.live_bytes -= n;
         if emptied {
-            let mut chunk = shard.chunks.pop_front().expect("the evicted chunk");
             shard.head = 0;
-            if self.is_reusable(&chunk) && shard.free.len() < SHARD_FREE_MAX {
-                chunk.bytes.clear();
-                chunk.ends.clear();
-                shard.free.push(chunk);
-            }
+            self.recycle(shard.chunks.pop_front());
         }
         bump(&self.losses.dropped_oldest, 1);
         bump(&self.losses.dropped_oldest_bytes, n as u64);
@@ -436,14 +445,12 @@ impl Queue {
 
     /// Takes the records of the shards in `bits` (ascending), one batch per
     /// shard into `out`; returns the records and bytes taken. Unspent credit
-    /// goes back to the pool; each shard gets back the empty chunks `stash`
-    /// holds for it, and an empty chunk list from `spares`.
+    /// goes back to the pool; a shard gets an empty chunk list from `spares`.
     pub(super) fn take(
         &self,
         bits: u64,
         out: &mut Vec<Batch>,
         spares: &mut Vec<VecDeque<Chunk>>,
-        stash: &mut [Vec<Chunk>],
     ) -> (u64, u64) {
         let (mut records, mut bytes, mut credit_items, mut credit_bytes) = (0, 0, 0, 0);
         let mut rest = bits & !CONTROL;
@@ -454,10 +461,6 @@ impl Queue {
                 continue;
             };
             let mut shard = shard.lock();
-            if let Some(returned) = stash.get_mut(idx) {
-                let n = SHARD_FREE_MAX.saturating_sub(shard.free.len());
-                shard.free.extend(returned.drain(..n.min(returned.len())));
-            }
             credit_items += mem::take(&mut shard.credit_items);
             credit_bytes += mem::take(&mut shard.credit_bytes);
             if shard.live == 0 {
@@ -467,7 +470,6 @@ impl Queue {
             bytes += shard.live_bytes as u64;
             let chunks = mem::replace(&mut shard.chunks, spares.pop().unwrap_or_default());
             out.push(Batch {
-                shard: idx,
                 chunks,
                 head: mem::take(&mut shard.head),
             });
@@ -492,7 +494,7 @@ impl Queue {
     /// Drops every queued record; returns how many and their bytes.
     pub(super) fn discard_all(&self) -> (u64, u64) {
         let mut batches = Vec::new();
-        let (records, bytes) = self.take(self.all_shards(), &mut batches, &mut Vec::new(), &mut []);
+        let (records, bytes) = self.take(self.all_shards(), &mut batches, &mut Vec::new());
         self.give_back(records as usize, bytes as usize);
         (records, bytes)
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use std::collections::VecDeque;
 
-use super::queue::{mark_writer_thread, Batch, Chunk, CONTROL, SHARD_FREE_MAX};
+use super::queue::{mark_writer_thread, Batch, Chunk, CONTROL};
 use super::shared::{closed_failure, Failure, Shared, CLOSING, EXITED, RUNNING, STOPPED, STOPPING};
 use super::stats::ErrorOrigin;
 use crate::clock::deadline_after;
@@ -34,9 +34,6 @@ pub(super) fn run<W: Write>(shared: Arc<Shared>, sink: W, sync: Option<SyncHook<
         sync,
         batches: Vec::new(),
         spares: Vec::new(),
-        stash: (0..shared.queue.shard_count())
-            .map(|_| Vec::new())
-            .collect(),
         co_buf: Vec::new(),
         co_ends: Vec::new(),
         next_sync: (shared.settings.sync_period).and_then(|p| deadline_after(shared.started()?, p)),
@@ -68,8 +65,6 @@ struct Worker<'a, W> {
     batches: Vec<Batch>,
     /// Empty chunk lists, to swap in for the ones taken.
     spares: Vec<VecDeque<Chunk>>,
-    /// Written chunks, per shard, handed back at the shard's next take.
-    stash: Vec<Vec<Chunk>>,
     /// The coalescing buffer and the end offsets of its records.
     co_buf: Vec<u8>,
     co_ends: Vec<usize>,
@@ -213,8 +208,7 @@ impl<W: Write> Worker<'_, W> {
             if counts.abandoned {
                 return None;
             }
-            let (batches, spares, stash) = (&mut self.batches, &mut self.spares, &mut self.stash);
-            let (records, bytes) = shared.queue.take(bits, batches, spares, stash);
+            let (records, bytes) = shared.queue.take(bits, &mut self.batches, &mut self.spares);
             counts.held += records;
             counts.held_bytes += bytes;
             taken = bytes;
@@ -226,15 +220,7 @@ impl<W: Write> Worker<'_, W> {
             for chunk in &batch.chunks {
                 ok = ok && self.write_records(chunk, mem::take(&mut first));
             }
-            // The empty chunks go back to their shard, its producer's memory.
-            let stash = &mut self.stash[batch.shard];
-            for mut chunk in batch.chunks.drain(..) {
-                if stash.len() < SHARD_FREE_MAX && shared.queue.is_reusable(&chunk) {
-                    chunk.bytes.clear();
-                    chunk.ends.clear();
-                    stash.push(chunk);
-                }
-            }
+            shared.queue.recycle(batch.chunks.drain(..));
             if self.spares.len() < shared.queue.shard_count() {
                 self.spares.push(batch.chunks);
             }
