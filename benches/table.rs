@@ -551,12 +551,79 @@ fn bench_drain(c: &mut Criterion) {
     group.finish();
 }
 
+/// The previous sheaf string hasher: FNV-1a one byte at a time, then the
+/// same folded-multiply finalizer (`FastHasher`'s integer path unchanged).
+#[derive(Clone, Copy, Default)]
+struct ByteFnv;
+
+struct ByteFnvHasher(u64);
+
+impl std::hash::Hasher for ByteFnvHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.write(&[n]);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        let full = u128::from(self.0).wrapping_mul(0xd6e8_feb8_6659_fd93);
+        (full as u64) ^ ((full >> 64) as u64)
+    }
+}
+
+impl BuildHasher for ByteFnv {
+    type Hasher = ByteFnvHasher;
+    fn build_hasher(&self) -> ByteFnvHasher {
+        ByteFnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+/// Keys hashed per iteration of `hash/str`.
+const HASH_KEYS: usize = 1024;
+
+/// `hash/str/<len>`: hashing 1,024 distinct `&str` keys of `len` bytes
+/// (`metric.` prefixes and counters) with `BuildHasher::hash_one`, the way
+/// the table hashes a key: sheaf's `FastBuildHasher`, foldhash's fast
+/// hasher, and byte-wise FNV-1a with the same finalizer.
+fn bench_hash(c: &mut Criterion) {
+    for len in [8usize, 16, 32, 64] {
+        let keys: Vec<String> = (0..HASH_KEYS)
+            .map(|i| {
+                let mut key = format!("metric.{i}.");
+                while key.len() < len {
+                    key.push((b'a' + (key.len() % 26) as u8) as char);
+                }
+                key.truncate(len);
+                key
+            })
+            .collect();
+        let mut group = c.benchmark_group(format!("hash/str/{len}"));
+        group.throughput(Throughput::Elements(HASH_KEYS as u64));
+        fn run<S: BuildHasher>(b: &mut criterion::Bencher<'_>, keys: &[String], hasher: &S) {
+            b.iter(|| {
+                keys.iter().fold(0u64, |acc, key| {
+                    acc ^ hasher.hash_one(black_box(key.as_str()))
+                })
+            })
+        }
+        group.bench_function("sheaf-fast", |b| run(b, &keys, &FastBuildHasher));
+        group.bench_function("foldhash", |b| run(b, &keys, &Fold::default()));
+        group.bench_function("fnv1a-bytewise", |b| run(b, &keys, &ByteFnv));
+        group.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_hot5, bench_distinct, bench_zipf, bench_seed, bench_drain
+    targets = bench_hash, bench_hot5, bench_distinct, bench_zipf, bench_seed, bench_drain
 }
 criterion_main!(benches);
