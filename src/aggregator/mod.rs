@@ -24,10 +24,12 @@
 //! # Hot keys scale with cores
 //!
 //! When the merge is commutative ([`Merge::is_commutative`]: `Sum`, `Min`,
-//! `Max`, `Count`), each CPU adds into its own partial table, so adds to one
+//! `Max`, `Count`, or a closure given to
+//! [`merge_commutative`](AggregatorBuilder::merge_commutative)), each CPU
+//! adds into its own partial table, so adds to one
 //! hot key from several cores never share a cache line; partials are folded
 //! at flush and on [`get`](Aggregator::get). With a non-commutative merge
-//! (`Last`, or a closure not declared commutative) there is one table and
+//! (`Last`, or a closure given to [`merge`](AggregatorBuilder::merge)) there is one table and
 //! adds merge in the order they take its shard lock.
 //!
 //! # Nothing silently lost
@@ -320,12 +322,53 @@ where
         }
     }
 
-    /// The merge as a closure: `merge(&mut held, added)`. Not assumed
-    /// commutative; say [`per_core(true)`](Self::per_core) if it is.
+    /// The merge as a closure: `merge(&mut held, added)`, applied in the
+    /// order adds take their shard's lock, in one shared table. Use it for
+    /// order-sensitive merges (keep the last, append to a list); for a
+    /// merge whose order does not matter, [`merge_commutative`](Self::merge_commutative)
+    /// lets hot keys scale with cores.
     pub fn merge(mut self, merge: impl Fn(&mut V, V) + Send + Sync + 'static) -> Self {
         self.merge = Some(Box::new(FnMerge {
             f: merge,
             commutative: false,
+        }));
+        self
+    }
+
+    /// The merge as a closure declared **commutative and associative**:
+    /// each core adds into its own partial table (see the module docs), so
+    /// adds to one hot key from several cores never share a cache line, and
+    /// partials are folded with the same closure at flush, `get` and
+    /// `snapshot`.
+    ///
+    /// # The contract
+    /// For every held `a`, `b`, `c` (each an added value or a partial
+    /// aggregate), folding must give the same result in any grouping and
+    /// any order: `merge(a, b)` equals `merge(b, a)`, and merging `c` into
+    /// `merge(a, b)` equals merging `merge(b, c)` into `a`. The closure also
+    /// receives partial aggregates as its `added` argument, not only single
+    /// added values. Sums, counts, min/max, bitwise or/and, set union and
+    /// histogram bucket-wise addition qualify; "keep the last", "append",
+    /// floating-point sums where the last bit matters, and anything
+    /// counting calls to itself do not. The aggregator cannot check the
+    /// contract: a closure that breaks it gives totals that depend on which
+    /// core ran each add.
+    ///
+    /// ```
+    /// use sheaf::Aggregator;
+    ///
+    /// let agg = Aggregator::<&str, u64>::builder()
+    ///     .merge_commutative(|held, added| *held += added)
+    ///     .build()
+    ///     .unwrap();
+    /// agg.add("hits", 2).unwrap();
+    /// agg.add("hits", 3).unwrap();
+    /// assert_eq!(agg.get("hits"), Some(5));
+    /// ```
+    pub fn merge_commutative(mut self, merge: impl Fn(&mut V, V) + Send + Sync + 'static) -> Self {
+        self.merge = Some(Box::new(FnMerge {
+            f: merge,
+            commutative: true,
         }));
         self
     }
@@ -337,8 +380,8 @@ where
     }
 
     /// Combine per core (see the module docs). Default: on exactly when the
-    /// merge says it is commutative. Turn it on for a closure that is
-    /// commutative and associative; off to keep one table.
+    /// merge says it is commutative ([`merge_commutative`](Self::merge_commutative),
+    /// or a [`Merge`] whose `is_commutative` is `true`); off to keep one table.
     pub fn per_core(mut self, on: bool) -> Self {
         self.per_core = Some(on);
         self

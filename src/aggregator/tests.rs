@@ -722,3 +722,64 @@ fn retain_path_counts_exactly() {
     assert_eq!(all.iter().map(|(_, v)| v).sum::<u64>(), 33);
     assert_eq!(all.len(), 4);
 }
+
+/// A closure declared commutative gets per-core combining and gives
+/// exactly the totals of the built-in `Sum`, adds spread over threads.
+#[test]
+fn declared_commutative_closure_matches_built_in_sum_exactly() {
+    let threads = 4u64;
+    let per_thread = scaled(20_000);
+    let keys = 37u64;
+    let closure = Aggregator::<u64, u64>::builder()
+        .merge_commutative(|held, added| *held += added)
+        .build()
+        .unwrap();
+    let built_in = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .build()
+        .unwrap();
+    assert_eq!(closure.partial_tables(), built_in.partial_tables());
+    let order_sensitive = Aggregator::<u64, u64>::builder()
+        .merge(|held, added| *held += added)
+        .build()
+        .unwrap();
+    assert_eq!(order_sensitive.partial_tables(), 1);
+    let barrier = Barrier::new(threads as usize);
+    thread::scope(|s| {
+        for t in 0..threads {
+            let (closure, built_in, barrier) = (&closure, &built_in, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..per_thread {
+                    let key = (i * 7 + t) % keys;
+                    let value = i % 5 + t;
+                    closure.add(key, value).unwrap();
+                    built_in.add(key, value).unwrap();
+                }
+            });
+        }
+    });
+    let mut from_closure = closure.snapshot();
+    let mut from_sum = built_in.snapshot();
+    from_closure.sort_unstable();
+    from_sum.sort_unstable();
+    assert_eq!(from_closure.len() as u64, keys);
+    assert_eq!(from_closure, from_sum);
+    for key in 0..keys {
+        assert_eq!(closure.get(&key), built_in.get(&key));
+    }
+    let expected: u64 = (0..threads)
+        .map(|t| (0..per_thread).map(|i| i % 5 + t).sum::<u64>())
+        .sum();
+    assert_eq!(sum_of(&from_closure), expected);
+    // And at flush: the same pairs reach the output.
+    assert_eq!(closure.flush(), keys as usize);
+    assert_eq!(built_in.flush(), keys as usize);
+    let mut flushed_closure: Vec<_> = closure.receiver().try_iter().collect();
+    let mut flushed_sum: Vec<_> = built_in.receiver().try_iter().collect();
+    flushed_closure.sort_unstable();
+    flushed_sum.sort_unstable();
+    assert_eq!(flushed_closure, flushed_sum);
+    assert_eq!(flushed_closure, from_sum);
+    assert_eq!(closure.stats().added, threads * per_thread);
+}
