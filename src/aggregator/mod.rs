@@ -57,7 +57,7 @@ use crate::hash::FastBuildHasher;
 use crate::merge::{FnMerge, Merge};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc, Mutex};
-use crate::table::{Counting, Refused, ShardedTable, Upsert};
+use crate::table::{Borrowed, Counting, KeyArg, Owned, Refused, ShardedTable, Upsert};
 use crate::topology::Topology;
 
 /// What a flush does with an entry when the output channel is full.
@@ -575,6 +575,42 @@ where
     /// merge function panicked (caught, counted, and the aggregator goes on).
     #[inline]
     pub fn add(&self, key: K, value: V) -> Result<Upsert, AddError<K, V>> {
+        self.add_key(Owned(key), value)
+    }
+
+    /// [`add`](Self::add) with a borrowed key: the key is cloned
+    /// (`to_owned`) only when it is new in the table it goes to (or to hand
+    /// it back in an error), so adds to a held `String` key allocate
+    /// nothing.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add); the handed-back key is a clone.
+    ///
+    /// ```
+    /// use sheaf::{merge::Sum, Aggregator, Upsert};
+    ///
+    /// let agg = Aggregator::<String, u64>::builder().merge_with(Sum).build().unwrap();
+    /// let name = "requests"; // a &str: no String built per add
+    /// agg.add_ref(name, 1).unwrap();
+    /// assert_eq!(agg.add_ref(name, 2).unwrap(), Upsert::Merged);
+    /// assert_eq!(agg.get(name), Some(3));
+    /// ```
+    #[inline]
+    pub fn add_ref<Q>(&self, key: &Q, value: V) -> Result<Upsert, AddError<K, V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.add_key(Borrowed(key), value)
+    }
+
+    #[inline]
+    fn add_key<A>(&self, key: A, value: V) -> Result<Upsert, AddError<K, V>>
+    where
+        A: KeyArg<K>,
+        A::Q: Hash,
+        K: std::borrow::Borrow<A::Q>,
+    {
         let inner = &*self.inner;
         let table = inner.partial();
         let merge = &*inner.merge;
@@ -685,9 +721,9 @@ where
         }
         let mut folded: HashMap<K, V, FastBuildHasher> = HashMap::default();
         for table in inner.partials.iter() {
-            for (k, v) in table.snapshot() {
-                inner.fold_into(&mut folded, k, v);
-            }
+            // Clones pair by pair under each shard's lock: no intermediate
+            // copy of a whole partial table.
+            table.for_each(|k, v| inner.fold_into(&mut folded, k.clone(), v.clone()));
         }
         folded.into_iter().collect()
     }

@@ -783,3 +783,60 @@ fn declared_commutative_closure_matches_built_in_sum_exactly() {
     assert_eq!(flushed_closure, from_sum);
     assert_eq!(closure.stats().added, threads * per_thread);
 }
+
+#[test]
+fn add_ref_clones_a_key_only_when_it_is_new() {
+    use std::sync::atomic::AtomicUsize;
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    struct Key(u64);
+    impl Clone for Key {
+        fn clone(&self) -> Self {
+            CLONES.fetch_add(1, Ordering::Relaxed);
+            Key(self.0)
+        }
+    }
+    let agg = Aggregator::<Key, u64>::builder()
+        .merge(|held, added| *held += added)
+        .max_keys(2)
+        .build()
+        .unwrap();
+    let (a, b, c) = (Key(1), Key(2), Key(3));
+    assert_eq!(agg.add_ref(&a, 1).unwrap(), Upsert::Inserted);
+    assert_eq!(CLONES.load(Ordering::Relaxed), 1);
+    for _ in 0..100 {
+        assert_eq!(agg.add_ref(&a, 1).unwrap(), Upsert::Merged);
+    }
+    assert_eq!(CLONES.load(Ordering::Relaxed), 1);
+    agg.add_ref(&b, 5).unwrap();
+    // At the cap the key is refused and handed back (as a clone).
+    match agg.add_ref(&c, 7) {
+        Err(AddError::Full(k, v)) => assert_eq!((k, v), (Key(3), 7)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(agg.get(&a), Some(101));
+    assert_eq!(agg.stats().added, 102);
+    assert_eq!(agg.stats().refused_full, 1);
+    let report = agg.shutdown(Duration::from_secs(1));
+    assert_eq!(report.delivered, 2);
+    match agg.add_ref(&a, 1) {
+        Err(AddError::Closed(k, 1)) => assert_eq!(k, Key(1)),
+        other => panic!("{other:?}"),
+    }
+    // `String` keys added by `&str`, per-core combining.
+    let by_str = Aggregator::<String, u64>::builder()
+        .merge_commutative(|held, added| *held += added)
+        .build()
+        .unwrap();
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for i in 0..scaled(10_000) {
+                    by_str.add_ref(["x", "y"][(i % 2) as usize], 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(by_str.get("x"), Some(scaled(10_000)));
+    assert_eq!(by_str.get("y"), Some(scaled(10_000)));
+}
