@@ -1,5 +1,5 @@
-//! Fast hashing for the sharded table: bytes a word at a time, one multiply
-//! for integers, and a finalizer that spreads every input bit over the whole word.
+//! Fast hashing for the sharded table: bytes a word at a time, integers
+//! packed into a pending word, and a finalizer that spreads every input bit over the whole word.
 //!
 //! Byte strings are hashed the FNV way — xor a piece of input into the
 //! state, multiply — but a whole 8-byte word per step instead of one byte,
@@ -118,14 +118,15 @@ fn hash_bytes(state: u64, bytes: &[u8]) -> u64 {
     fold_mul(state ^ low, high ^ LANE)
 }
 
-/// Word-at-a-time multiply-xor over bytes, a single multiply-mix over
-/// 64-bit integers, and a finalizer.
+/// Word-at-a-time multiply-xor over bytes, integers packed into a pending
+/// word, and a finalizer.
 ///
-/// Integer writes narrower than 64 bits (a `str`'s `0xff` terminator, a
-/// `u32` field, a `char`) are packed into a pending word and mixed with one
-/// multiply once it is full or at [`finish`](Hasher::finish), so a string key
-/// costs its bytes' multiplies plus the finalizer's, not one more for the
-/// terminator.
+/// Integer writes (a `u64` key, a `str`'s `0xff` terminator, a `u32`
+/// field, a `char`) are packed into a pending 64-bit word, which is mixed
+/// with one folded multiply when the next write does not fit, or by
+/// [`finish`](Hasher::finish). So a `u64` key costs one multiply in all (the
+/// finalizer's), and a string key its bytes' multiplies plus the
+/// finalizer's, not one more for the terminator.
 ///
 /// Deterministic: the same key hashes the same in every process. See the
 /// [module docs](self) for what that means for untrusted keys.
@@ -198,7 +199,7 @@ impl Hasher for FastHasher {
 
     #[inline]
     fn write_u64(&mut self, n: u64) {
-        self.state = fold_mul(self.state ^ n, MIX);
+        self.write_narrow(n, 64);
     }
 
     #[inline]

@@ -173,10 +173,8 @@ fn capacity_of(buckets: usize) -> usize {
 }
 
 fn buckets_for(entries: usize) -> usize {
-    if entries == 0 {
-        return 0;
-    }
-    // Smallest power of two whose capacity holds `entries`.
+    // Smallest power of two whose capacity holds `entries`; at least one
+    // bucket, so a probe never has to check for an unallocated index.
     let mut buckets = entries.div_ceil(capacity_of(1)).next_power_of_two();
     while capacity_of(buckets) < entries {
         buckets *= 2;
@@ -385,9 +383,6 @@ impl<K, V> RawTable<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        if self.buckets.is_empty() {
-            return None;
-        }
         let mask = self.mask();
         let tag = tag_of(hash);
         let mut b = hash as usize & mask;
@@ -565,9 +560,6 @@ impl<K, V> RawTable<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        if self.buckets.is_empty() {
-            return Err(None);
-        }
         let mask = self.mask();
         let tag = tag_of(hash);
         let mut b = hash as usize & mask;
@@ -599,9 +591,6 @@ impl<K, V> RawTable<K, V> {
 
     /// First `EMPTY` or `DELETED` slot on `hash`'s probe path.
     fn first_free(&self, hash: u32) -> Option<(usize, usize)> {
-        if self.buckets.is_empty() {
-            return None;
-        }
         let mask = self.mask();
         let mut b = hash as usize & mask;
         loop {
