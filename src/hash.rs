@@ -177,43 +177,43 @@ impl Default for FastHasher {
 }
 
 impl Hasher for FastHasher {
-    #[inline]
+    #[inline(always)]
     fn write(&mut self, bytes: &[u8]) {
         self.state = hash_bytes(self.state, bytes);
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_u8(&mut self, n: u8) {
         self.write_narrow(u64::from(n), 8);
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_u16(&mut self, n: u16) {
         self.write_narrow(u64::from(n), 16);
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_u32(&mut self, n: u32) {
         self.write_narrow(u64::from(n), 32);
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_u64(&mut self, n: u64) {
         self.write_narrow(n, 64);
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_u128(&mut self, n: u128) {
         self.write_u64(n as u64);
         self.write_u64((n >> 64) as u64);
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64);
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish(&self) -> u64 {
         // The pending narrow writes go through the finalizer with the
         // state; their bit count picks the multiplier, so `(a)` and

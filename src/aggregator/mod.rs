@@ -239,6 +239,8 @@ pub(crate) struct Inner<K, V, S> {
     /// CPU id → partial index.
     partial_of_cpu: Box<[u16]>,
     merge: Box<dyn Merge<V>>,
+    /// `merge.lifts()`, asked once.
+    lifts: bool,
     on_full: OnFull,
     max_keys: Option<usize>,
     /// Entries held, tracked only with a key cap.
@@ -506,6 +508,7 @@ where
         let inner = Arc::new(Inner {
             partials,
             partial_of_cpu: partial_of_cpu.into_boxed_slice(),
+            lifts: merge.lifts(),
             merge,
             on_full: self.on_full,
             max_keys: self.max_keys,
@@ -614,11 +617,15 @@ where
         let inner = &*self.inner;
         let table = inner.partial();
         let merge = &*inner.merge;
-        let value = match catch_unwind(AssertUnwindSafe(|| merge.lift(value))) {
-            Ok(value) => value,
-            Err(panic) => {
-                inner.record_panic(panic.as_ref(), 0);
-                return Err(AddError::MergePanicked);
+        let value = if !inner.lifts {
+            value
+        } else {
+            match catch_unwind(AssertUnwindSafe(|| merge.lift(value))) {
+                Ok(value) => value,
+                Err(panic) => {
+                    inner.record_panic(panic.as_ref(), 0);
+                    return Err(AddError::MergePanicked);
+                }
             }
         };
         // Set just before the merge runs: a panic with it set came from the

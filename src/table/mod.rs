@@ -423,7 +423,7 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
@@ -543,7 +543,7 @@ where
     /// refuses a new key. Counts what it did in the shard's counters unless
     /// `counting` says to skip it. The key may be owned or borrowed
     /// ([`KeyArg`]); a borrowed one is cloned only when new or handed back.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_upsert<A>(
         &self,
         key: A,
