@@ -17,6 +17,10 @@
 //!   close report.
 //! - [`limit`]: GCRA rate limiter, leaky bucket, concurrency limiter and
 //!   keyed limiters whose memory follows the keys in use.
+//! - [`pool::WorkerPool`]: worker threads on the channel, with task
+//!   handles, caught panics, cooperative timeouts and a reported shutdown.
+//! - [`schedule::Scheduler`]: one-shot, fixed-rate and cron jobs (time
+//!   zones, retries with jitter, windows) on a pool, timed by a timer wheel.
 //! - [`topology`]: CPUs, physical cores and NUMA nodes; per-core pinning.
 //!
 //! ```
@@ -45,7 +49,9 @@ pub mod hash;
 pub mod limit;
 pub mod merge;
 mod overflow;
+pub mod pool;
 pub mod ring;
+pub mod schedule;
 mod sync;
 pub mod table;
 pub mod timer;
@@ -59,6 +65,7 @@ pub use aggregator::{
 };
 pub use error::ConfigError;
 pub use overflow::Overflow;
+pub use pool::{Task, WorkerPool};
 pub use table::{Drain, ShardedTable, ShardedTableBuilder, Upsert};
 pub use writer::{SerialWriter, SerialWriterBuilder, WriterHandle};
 

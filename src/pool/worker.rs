@@ -1,0 +1,101 @@
+//! The worker threads: take a message, run the task (or hand it back
+//! under abort), account for it, repeat until a stop message.
+
+use std::time::Duration;
+
+use crate::clock::deadline_after;
+use crate::sync::atomic::Ordering;
+use crate::sync::thread;
+use crate::sync::Arc;
+use crate::ConfigError;
+
+use super::task::Ran;
+use super::{Inner, Msg, WorkerCounters};
+
+/// Spawns the workers; on a failed spawn, stops those already started.
+pub(super) fn start(
+    inner: &Arc<Inner>,
+    workers: usize,
+    pin: bool,
+    name: &str,
+) -> Result<(), ConfigError> {
+    let cpus = if pin && !cfg!(sheaf_loom) {
+        crate::topology::Topology::detect().one_cpu_per_core()
+    } else {
+        Vec::new()
+    };
+    for index in 0..workers {
+        let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+        let worker = Arc::clone(inner);
+        let spawned = thread::Builder::new()
+            .name(format!("{name}-{index}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    crate::topology::pin_current_thread(cpu);
+                }
+                run(&worker, index);
+            });
+        match spawned {
+            Ok(handle) => inner.threads.lock().push(handle),
+            Err(e) => {
+                // Workers never started count as exited; stop the others.
+                inner.live.fetch_sub(workers - index, Ordering::SeqCst);
+                inner.gate.fetch_or(super::CLOSED, Ordering::SeqCst);
+                if index > 0 {
+                    inner.request_stop();
+                }
+                return Err(ConfigError::new(
+                    "workers",
+                    format!("worker thread {index} could not start ({e}); give fewer workers"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(inner: &Inner, index: usize) {
+    let counters = &inner.counters[index];
+    // A stop message (or, never in practice, a closed channel) ends the loop.
+    while let Ok(Msg::Run(job)) = inner.rx.recv() {
+        if inner.abort.load(Ordering::SeqCst) {
+            inner.hand_back(job);
+        } else {
+            run_one(inner, counters, job);
+        }
+        inner.pay_stop();
+    }
+    // Pass the stop on to the next worker, then announce the exit.
+    if inner.live.fetch_sub(1, Ordering::SeqCst) > 1 {
+        inner.request_stop();
+    }
+    inner.changed.notify_all();
+}
+
+fn run_one(inner: &Inner, counters: &WorkerCounters, job: Box<dyn super::Job>) {
+    inner.running.fetch_add(1, Ordering::Relaxed);
+    let clock = &*inner.clock;
+    let start = clock.now();
+    let deadline = inner.task_timeout.and_then(|t| deadline_after(start, t));
+    let mut account = |ran: &Ran, overran: bool| {
+        let busy = clock.now().saturating_duration_since(start);
+        counters
+            .busy_nanos
+            .fetch_add(nanos(busy), Ordering::Relaxed);
+        let counter = match ran {
+            Ran::Returned => &counters.completed,
+            Ran::Panicked => &counters.panicked,
+            Ran::Skipped => &counters.cancelled,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if overran {
+            counters.timed_out.fetch_add(1, Ordering::Relaxed);
+        }
+        inner.running.fetch_sub(1, Ordering::Relaxed);
+    };
+    job.run(&inner.abort, deadline, clock, &mut account);
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
