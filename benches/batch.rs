@@ -210,6 +210,15 @@ impl Lateness {
     }
 }
 
+/// Room for one lateness sample per item, its pages already touched, so
+/// recording samples inside the timed region neither reallocates nor
+/// faults pages in (the same for every peer).
+fn lateness_buffer() -> Vec<u64> {
+    let mut buffer = vec![1u64; ITEMS];
+    buffer.clear();
+    buffer
+}
+
 /// Releases `threads` producers running `add(t, key, i)` over their keys;
 /// returns the release instant (the caller times to the last item received).
 fn produce(keys: &[Vec<u64>], add: impl Fn(usize, u64, u64) + Sync) -> Instant {
@@ -241,7 +250,7 @@ fn run_sheaf(keys: &[Vec<u64>], late: &mut Lateness) -> Duration {
     let rx = batcher.receiver();
     let total: usize = keys.iter().map(Vec::len).sum();
     let consumer = thread::spawn(move || {
-        let (mut seen, mut lateness) = (0, Vec::new());
+        let (mut seen, mut lateness) = (0, lateness_buffer());
         while seen < total {
             let batch = rx.recv().unwrap();
             seen += batch.output.len();
@@ -274,7 +283,7 @@ fn run_mutex_scan(keys: &[Vec<u64>], late: &mut Lateness) -> Duration {
     let flusher = {
         let (map, out, stop) = (Arc::clone(&map), out.clone(), Arc::clone(&stop));
         thread::spawn(move || {
-            let mut lateness = Vec::new();
+            let mut lateness = lateness_buffer();
             let mut due_now = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 thread::sleep(Duration::from_millis(1));
@@ -375,7 +384,7 @@ fn run_tokio(
     drop(out);
     let total: usize = keys.iter().map(Vec::len).sum();
     let consumer = thread::spawn(move || {
-        let (mut seen, mut lateness) = (0, Vec::new());
+        let (mut seen, mut lateness) = (0, lateness_buffer());
         while seen < total {
             let chunk = rx.recv().unwrap();
             let now = Instant::now();

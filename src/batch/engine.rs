@@ -426,7 +426,7 @@ where
                             wheel.cancel(timer);
                         }
                         sealed.push(self.seal(group, reason));
-                        (Added::Sealed, Some(0))
+                        (Added::Sealed, Some(now_ns / NS_PER_TICK + 1))
                     }
                     None => {
                         if limits.grace_ns != NONE {
@@ -463,7 +463,7 @@ where
                 };
                 if let Some(reason) = group.full(&l) {
                     sealed.push(self.seal(group, reason));
-                    (Added::Sealed, Some(0))
+                    (Added::Sealed, Some(now_ns / NS_PER_TICK + 1))
                 } else {
                     let wake = group.due(&l).map(|(due_ns, _)| {
                         let tick = ceil_tick(due_ns);
@@ -478,6 +478,8 @@ where
         };
         drop(guard);
         if let Some(tick) = wake {
+            // A sealed group asks for a pass by the next tick: a driver that
+            // wakes by then anyway is not woken for it.
             self.partition_of(index).alarm.request(tick);
         }
         Ok(outcome)

@@ -715,15 +715,15 @@ where
         self.inner.dead_letter_receiver()
     }
 
-    /// Seals `key`'s open group now and delivers it in the calling thread
-    /// (under [`Overflow::Block`] it waits for room). `false` when no group
-    /// is open for `key`.
+    /// Seals `key`'s open group now (trigger [`Manual`](Trigger::Manual))
+    /// and wakes its driver thread, which aggregates and delivers it.
+    /// `false` when no group is open for `key` (or after shutdown).
     pub fn flush(&self, key: &K) -> bool {
         self.inner.flush(key)
     }
 
-    /// Seals every open group now and delivers them in the calling thread;
-    /// returns how many groups were sealed.
+    /// Seals every open group now and wakes the drivers, which aggregate
+    /// and deliver them; returns how many groups were sealed.
     pub fn flush_all(&self) -> usize {
         self.inner.flush_all()
     }
