@@ -260,6 +260,20 @@ impl Shared {
         }
     }
 
+    /// Counts one async hook run in and queues it, unless the writer left
+    /// `RUNNING`: under the lock stop and close change the state with, so
+    /// a run they do not wait for never starts.
+    pub(super) fn begin_hook_run(&self) -> bool {
+        let _lifecycle = self.started.lock();
+        if self.mode() != RUNNING {
+            return false;
+        }
+        self.hooks.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.hooks.runs.fetch_add(1, Ordering::Relaxed);
+        self.hooks.queued.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
     fn wait_hooks(&self, end: Option<Instant>) {
         let hooks = &self.hooks;
         self.answers
@@ -295,7 +309,8 @@ impl Shared {
         }
         self.queue.close_barrier();
         {
-            *self.started.lock() = None;
+            let mut started = self.started.lock();
+            *started = None;
             self.mode.store(CLOSING, Ordering::SeqCst);
         }
         self.poke();
