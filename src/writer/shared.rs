@@ -34,6 +34,8 @@ pub(super) struct Settings {
     pub(super) errors_kept: usize,
     pub(super) flush_when_idle: bool,
     pub(super) linger: Duration,
+    /// A pass that takes fewer bytes than this lingers afterwards.
+    pub(super) linger_bytes: u64,
     pub(super) thread_name: String,
 }
 
