@@ -61,10 +61,9 @@ pub(super) fn run_ticker(shared: Arc<Shared>) {
             }
             threads += 1;
         }
-        hooks.in_flight.fetch_add(1, Ordering::SeqCst);
-        hooks.runs.fetch_add(1, Ordering::Relaxed);
-        hooks.queued.fetch_add(1, Ordering::SeqCst);
-        shared.hook_work.notify_one();
+        if shared.begin_hook_run() {
+            shared.hook_work.notify_one();
+        }
     }
     shared.hook_work.notify_all();
 }

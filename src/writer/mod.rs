@@ -335,6 +335,7 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
         let (mut settings, sink) = (self.settings, self.sink);
         let (sync_period, sync_hook) = self.sync.unzip();
         settings.sync_period = sync_period;
+        settings.linger_bytes = co.clamp(1, DEFAULT_COALESCE) as u64;
         let name = settings.thread_name.clone();
         let has_async = self.async_hook.is_some();
         let shared = Arc::new(Shared::new(queue, settings, self.clock, self.async_hook));
@@ -413,6 +414,7 @@ impl SerialWriter {
                 errors_kept: DEFAULT_ERRORS_KEPT,
                 flush_when_idle: true,
                 linger: DEFAULT_LINGER,
+                linger_bytes: DEFAULT_COALESCE as u64,
                 thread_name: "sheaf-writer".to_string(),
             },
             drop_deadline: DEFAULT_DROP_DEADLINE,

@@ -132,17 +132,12 @@ pub(super) struct Queue {
 
 /// Takes between `need` and `want` from `avail`, as much as there is.
 fn take_credit(avail: &AtomicUsize, need: usize, want: usize) -> Option<usize> {
-    let mut cur = avail.load(Ordering::SeqCst);
-    loop {
-        if cur < need {
-            return None;
-        }
-        let take = want.min(cur);
-        match avail.compare_exchange_weak(cur, cur - take, Ordering::SeqCst, Ordering::SeqCst) {
-            Ok(_) => return Some(take),
-            Err(now) => cur = now,
-        }
+    if want == 0 {
+        return Some(0);
     }
+    let take = |cur: usize| (cur >= need).then(|| cur - want.min(cur));
+    let before = avail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take);
+    before.ok().map(|cur| want.min(cur))
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -316,26 +311,24 @@ impl Queue {
     /// Moves credit from the pool into `shard` so that `len` bytes fit;
     /// `false` (and nothing taken) when the pool is short.
     fn refill(&self, shard: &mut Shard, len: usize) -> bool {
+        let need_items = usize::from(shard.credit_items == 0);
         let need_bytes = len.saturating_sub(shard.credit_bytes);
-        let items = if shard.credit_items == 0 {
-            match take_credit(&self.avail_items, 1, self.portion_items) {
-                Some(n) => n,
-                None => return false,
-            }
+        let want_bytes = if need_bytes > 0 {
+            self.portion_bytes.max(need_bytes)
         } else {
             0
         };
-        let bytes = if need_bytes > 0 {
-            let want = self.portion_bytes.max(need_bytes);
-            match take_credit(&self.avail_bytes, need_bytes, want) {
-                Some(n) => n,
-                None => {
-                    self.give_back(items, 0);
-                    return false;
-                }
-            }
-        } else {
-            0
+        let items = take_credit(
+            &self.avail_items,
+            need_items,
+            need_items * self.portion_items,
+        );
+        let Some(items) = items else {
+            return false;
+        };
+        let Some(bytes) = take_credit(&self.avail_bytes, need_bytes, want_bytes) else {
+            self.give_back(items, 0);
+            return false;
         };
         shard.credit_items += items;
         shard.credit_bytes += bytes;

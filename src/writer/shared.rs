@@ -34,6 +34,8 @@ pub(super) struct Settings {
     pub(super) errors_kept: usize,
     pub(super) flush_when_idle: bool,
     pub(super) linger: Duration,
+    /// A pass that takes fewer bytes than this lingers afterwards.
+    pub(super) linger_bytes: u64,
     pub(super) thread_name: String,
 }
 
@@ -260,6 +262,20 @@ impl Shared {
         }
     }
 
+    /// Counts one async hook run in and queues it, unless the writer left
+    /// `RUNNING`: under the lock stop and close change the state with, so
+    /// a run they do not wait for never starts.
+    pub(super) fn begin_hook_run(&self) -> bool {
+        let _lifecycle = self.started.lock();
+        if self.mode() != RUNNING {
+            return false;
+        }
+        self.hooks.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.hooks.runs.fetch_add(1, Ordering::Relaxed);
+        self.hooks.queued.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
     fn wait_hooks(&self, end: Option<Instant>) {
         let hooks = &self.hooks;
         self.answers
@@ -295,7 +311,8 @@ impl Shared {
         }
         self.queue.close_barrier();
         {
-            *self.started.lock() = None;
+            let mut started = self.started.lock();
+            *started = None;
             self.mode.store(CLOSING, Ordering::SeqCst);
         }
         self.poke();

@@ -27,7 +27,6 @@ pub(super) fn run<W: Write>(shared: Arc<Shared>, sink: W, sync: Option<SyncHook<
     mark_writer_thread();
     let shared = &*shared;
     let _exit = Exit(shared);
-    let coalesce = shared.settings.coalesce;
     let mut worker = Worker {
         shared,
         sink,
@@ -39,7 +38,6 @@ pub(super) fn run<W: Write>(shared: Arc<Shared>, sink: W, sync: Option<SyncHook<
         next_sync: (shared.settings.sync_period).and_then(|p| deadline_after(shared.started()?, p)),
         unflushed: false,
         failed_seen: 0,
-        linger_bytes: (coalesce.max(1) as u64).min(super::DEFAULT_COALESCE as u64),
     };
     while worker.cycle() {}
 }
@@ -74,8 +72,6 @@ struct Worker<'a, W> {
     /// `Counts::failed` when requests were last answered: a flush reports
     /// the records that failed since the previous one.
     failed_seen: u64,
-    /// A cycle that takes fewer bytes than this lingers afterwards.
-    linger_bytes: u64,
 }
 
 impl<W: Write> Worker<'_, W> {
@@ -146,7 +142,7 @@ impl<W: Write> Worker<'_, W> {
                 }
                 shared.answers.notify_all();
             }
-            _ => self.sleep(taken > 0 && taken < self.linger_bytes),
+            _ => self.sleep(taken > 0 && taken < shared.settings.linger_bytes),
         }
         true
     }
