@@ -13,14 +13,17 @@
 //! hash's top bits, defined below). Group ids are `table/<workload>`; the
 //! parameter is the thread count.
 //!
-//! - `table/hot5`: 5 `String` keys, each add clones one (every API here takes
-//!   an owned key) and merges `+1`. One iteration is 100,000 adds split over
-//!   1, 2 or 8 threads (8 oversubscribes a 2-core machine). The threads are
+//! - `table/hot5`: 5 `String` keys added by reference, merging `+1`: each
+//!   implementation clones a key only when it is absent (sheaf `upsert_ref`;
+//!   dashmap `get_mut` then `entry`; scc `update_sync` then `entry_sync`; the
+//!   mutex maps `get_mut` then `insert`), except papaya, whose updates take an
+//!   owned key and so clone on every add. One iteration is 100,000 adds split
+//!   over 1, 2 or 8 threads (8 oversubscribes a 2-core machine). The threads are
 //!   spawned once per measurement call and released by a barrier.
 //! - `table/distinct`: 1,000,000 distinct random `u64` keys inserted into an
-//!   empty map, on 1 or 2 threads (each takes a contiguous half).
+//!   empty map, on 1, 2 or 8 threads (each takes a contiguous part).
 //! - `table/zipf`: 1,000,000 samples of Zipf(s = 1.0) over 100,000 keys added
-//!   (`+1`) into an empty map, on 1 or 2 threads.
+//!   (`+1`) into an empty map, on 1, 2 or 8 threads.
 //! - `table/seed`: 1,000 threads (64 KiB stacks, already spawned and waiting
 //!   on a barrier) make 1,000 adds each over 1,000 `u64` keys (add `i` of the
 //!   1,000,000 goes to key `i % 1000`); timed from the barrier's release to the
@@ -119,6 +122,12 @@ trait SumMap<K: Key>: Sync + Sized {
     fn create() -> Self;
     /// Adds `n` to `key`'s value, inserting `n` when absent.
     fn add(&self, key: K, n: u64);
+    /// [`add`](Self::add) by reference: clones the key only when it is
+    /// absent, where the implementation's API allows (papaya's does not:
+    /// its updates take an owned key).
+    fn add_ref(&self, key: &K, n: u64) {
+        self.add(key.clone(), n);
+    }
     /// Inserts `key → 1` for every key of `keys`, all absent (the untimed
     /// refill of `table/drain`; the same as `add`, unless faster).
     fn fill(&self, keys: &[K]) {
@@ -151,6 +160,10 @@ impl<K: Key> SumMap<K> for ShardedTable<K, u64, Fold> {
     fn add(&self, key: K, n: u64) {
         self.upsert(key, n, |a, b| *a += b);
     }
+    #[inline]
+    fn add_ref(&self, key: &K, n: u64) {
+        self.upsert_ref(key, n, |a, b| *a += b);
+    }
     fn total(&self) -> u64 {
         self.snapshot().iter().map(|(_, v)| v).sum()
     }
@@ -168,6 +181,10 @@ impl<K: Key> SumMap<K> for ShardedTable<K, u64, FastBuildHasher> {
     fn add(&self, key: K, n: u64) {
         self.upsert(key, n, |a, b| *a += b);
     }
+    #[inline]
+    fn add_ref(&self, key: &K, n: u64) {
+        self.upsert_ref(key, n, |a, b| *a += b);
+    }
     fn total(&self) -> u64 {
         self.snapshot().iter().map(|(_, v)| v).sum()
     }
@@ -184,6 +201,13 @@ impl<K: Key> SumMap<K> for DashMap<K, u64, Fold> {
     #[inline]
     fn add(&self, key: K, n: u64) {
         *self.entry(key).or_insert(0) += n;
+    }
+    #[inline]
+    fn add_ref(&self, key: &K, n: u64) {
+        match self.get_mut(key) {
+            Some(mut v) => *v += n,
+            None => *self.entry(key.clone()).or_insert(0) += n,
+        }
     }
     fn total(&self) -> u64 {
         self.iter().map(|r| *r.value()).sum()
@@ -206,6 +230,12 @@ impl<K: Key> SumMap<K> for scc::HashMap<K, u64, Fold> {
     #[inline]
     fn add(&self, key: K, n: u64) {
         self.entry_sync(key).and_modify(|v| *v += n).or_insert(n);
+    }
+    #[inline]
+    fn add_ref(&self, key: &K, n: u64) {
+        if self.update_sync(key, |_, v| *v += n).is_none() {
+            self.add(key.clone(), n);
+        }
     }
     fn total(&self) -> u64 {
         let mut sum = 0;
@@ -262,6 +292,16 @@ impl<K: Key> SumMap<K> for Mutex<HashMap<K, u64, Fold>> {
     fn add(&self, key: K, n: u64) {
         *self.lock().expect("not poisoned").entry(key).or_insert(0) += n;
     }
+    #[inline]
+    fn add_ref(&self, key: &K, n: u64) {
+        let mut map = self.lock().expect("not poisoned");
+        match map.get_mut(key) {
+            Some(v) => *v += n,
+            None => {
+                map.insert(key.clone(), n);
+            }
+        }
+    }
     fn total(&self) -> u64 {
         self.lock().expect("not poisoned").values().sum()
     }
@@ -306,6 +346,16 @@ impl<K: Key> SumMap<K> for ShardedMutex64<K> {
     #[inline]
     fn add(&self, key: K, n: u64) {
         *self.shard(&key).lock().entry(key).or_insert(0) += n;
+    }
+    #[inline]
+    fn add_ref(&self, key: &K, n: u64) {
+        let mut map = self.shard(key).lock();
+        match map.get_mut(key) {
+            Some(v) => *v += n,
+            None => {
+                map.insert(key.clone(), n);
+            }
+        }
     }
     fn total(&self) -> u64 {
         self.shards
@@ -373,7 +423,7 @@ fn hot5<M: SumMap<String>>(group: &mut BenchmarkGroup<'_, WallTime>, keys: &[Str
                     let elapsed = run_timed(threads, DEFAULT_STACK, |t| {
                         let mut k = t % HOT_KEYS;
                         for _ in 0..per_thread {
-                            map.add(keys[k].clone(), 1);
+                            map.add_ref(&keys[k], 1);
                             k = if k + 1 == HOT_KEYS { 0 } else { k + 1 };
                         }
                     });
@@ -405,7 +455,7 @@ fn fill_once<M: SumMap<u64>>(keys: &[u64], threads: usize, check: bool) -> Durat
 
 /// `table/distinct` and `table/zipf` for one implementation.
 fn fill<M: SumMap<u64>>(group: &mut BenchmarkGroup<'_, WallTime>, keys: &[u64]) {
-    for threads in thread_counts(&[1, 2]) {
+    for threads in thread_counts(&[1, 2, 8]) {
         group.bench_with_input(
             BenchmarkId::new(M::NAME, threads),
             &threads,
@@ -551,12 +601,79 @@ fn bench_drain(c: &mut Criterion) {
     group.finish();
 }
 
+/// The previous sheaf string hasher: FNV-1a one byte at a time, then the
+/// same folded-multiply finalizer (`FastHasher`'s integer path unchanged).
+#[derive(Clone, Copy, Default)]
+struct ByteFnv;
+
+struct ByteFnvHasher(u64);
+
+impl std::hash::Hasher for ByteFnvHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.write(&[n]);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        let full = u128::from(self.0).wrapping_mul(0xd6e8_feb8_6659_fd93);
+        (full as u64) ^ ((full >> 64) as u64)
+    }
+}
+
+impl BuildHasher for ByteFnv {
+    type Hasher = ByteFnvHasher;
+    fn build_hasher(&self) -> ByteFnvHasher {
+        ByteFnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+/// Keys hashed per iteration of `hash/str`.
+const HASH_KEYS: usize = 1024;
+
+/// `hash/str/<len>`: hashing 1,024 distinct `&str` keys of `len` bytes
+/// (`metric.` prefixes and counters) with `BuildHasher::hash_one`, the way
+/// the table hashes a key: sheaf's `FastBuildHasher`, foldhash's fast
+/// hasher, and byte-wise FNV-1a with the same finalizer.
+fn bench_hash(c: &mut Criterion) {
+    for len in [8usize, 16, 32, 64] {
+        let keys: Vec<String> = (0..HASH_KEYS)
+            .map(|i| {
+                let mut key = format!("metric.{i}.");
+                while key.len() < len {
+                    key.push((b'a' + (key.len() % 26) as u8) as char);
+                }
+                key.truncate(len);
+                key
+            })
+            .collect();
+        let mut group = c.benchmark_group(format!("hash/str/{len}"));
+        group.throughput(Throughput::Elements(HASH_KEYS as u64));
+        fn run<S: BuildHasher>(b: &mut criterion::Bencher<'_>, keys: &[String], hasher: &S) {
+            b.iter(|| {
+                keys.iter().fold(0u64, |acc, key| {
+                    acc ^ hasher.hash_one(black_box(key.as_str()))
+                })
+            })
+        }
+        group.bench_function("sheaf-fast", |b| run(b, &keys, &FastBuildHasher));
+        group.bench_function("foldhash", |b| run(b, &keys, &Fold::default()));
+        group.bench_function("fnv1a-bytewise", |b| run(b, &keys, &ByteFnv));
+        group.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_hot5, bench_distinct, bench_zipf, bench_seed, bench_drain
+    targets = bench_hash, bench_hot5, bench_distinct, bench_zipf, bench_seed, bench_drain
 }
 criterion_main!(benches);

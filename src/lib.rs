@@ -11,10 +11,12 @@
 //!   and [fast hashing](hash).
 //! - [`ring::Ring`] and [`channel`]: a bounded lock-free MPMC ring with batch
 //!   claims and drop-oldest, and blocking/async channels over it with an
-//!   explicit [`Overflow`](channel::Overflow) policy.
+//!   explicit [`Overflow`] policy.
 //! - [`SerialWriter`]: many threads write records, one
 //!   thread owns the sink, with coalescing, hooks, a flush handshake and a
 //!   close report.
+//! - [`limit`]: GCRA rate limiter, leaky bucket, concurrency limiter and
+//!   keyed limiters whose memory follows the keys in use.
 //! - [`pool::WorkerPool`]: worker threads on the channel, with task
 //!   handles, caught panics, cooperative timeouts and a reported shutdown.
 //! - [`schedule::Scheduler`]: one-shot, fixed-rate and cron jobs (time
@@ -39,10 +41,12 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::unnecessary_safety_comment)]
 
 pub mod aggregator;
+pub mod batch;
 pub mod channel;
 pub mod clock;
 mod error;
 pub mod hash;
+pub mod limit;
 pub mod merge;
 mod overflow;
 pub mod pool;

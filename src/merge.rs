@@ -36,6 +36,13 @@ pub trait Merge<V>: Send + Sync + 'static {
         value
     }
 
+    /// `false` promises that [`lift`](Merge::lift) is the identity, so the
+    /// aggregator skips calling it on every add. `true` (the default) is
+    /// always correct.
+    fn lifts(&self) -> bool {
+        true
+    }
+
     /// `true` when `merge` is commutative and associative, so partial
     /// aggregates may be folded in any order: the aggregator then combines
     /// per core, which is what makes hot keys scale. `false` by default.
@@ -52,6 +59,10 @@ impl<V: AddAssign + Send + Sync + 'static> Merge<V> for Sum {
     #[inline]
     fn merge(&self, acc: &mut V, other: V) {
         *acc += other;
+    }
+
+    fn lifts(&self) -> bool {
+        false
     }
 
     fn is_commutative(&self) -> bool {
@@ -71,6 +82,10 @@ impl<V: PartialOrd + Send + Sync + 'static> Merge<V> for Min {
         }
     }
 
+    fn lifts(&self) -> bool {
+        false
+    }
+
     fn is_commutative(&self) -> bool {
         true
     }
@@ -88,6 +103,10 @@ impl<V: PartialOrd + Send + Sync + 'static> Merge<V> for Max {
         }
     }
 
+    fn lifts(&self) -> bool {
+        false
+    }
+
     fn is_commutative(&self) -> bool {
         true
     }
@@ -102,6 +121,10 @@ impl<V: Send + Sync + 'static> Merge<V> for Last {
     #[inline]
     fn merge(&self, acc: &mut V, other: V) {
         *acc = other;
+    }
+
+    fn lifts(&self) -> bool {
+        false
     }
 }
 
@@ -141,6 +164,10 @@ impl<V, F: Fn(&mut V, V) + Send + Sync + 'static> Merge<V> for FnMerge<F> {
     #[inline]
     fn merge(&self, acc: &mut V, other: V) {
         (self.f)(acc, other)
+    }
+
+    fn lifts(&self) -> bool {
+        false
     }
 
     fn is_commutative(&self) -> bool {

@@ -123,10 +123,9 @@ fuzz_target!(|data: &[u8]| {
             {
                 for job in model.iter_mut().filter(|j| j.live && j.next <= now) {
                     job.runs.push(now);
-                    if job.period == 0 {
-                        job.live = false;
-                    } else {
-                        job.next += ((now - job.next) / job.period + 1) * job.period;
+                    match (now - job.next).checked_div(job.period) {
+                        None => job.live = false, // one-shot (period 0)
+                        Some(missed) => job.next += (missed + 1) * job.period,
                     }
                 }
                 let log = log.lock().unwrap();

@@ -1,7 +1,7 @@
 //! Fuzzes `sheaf::writer::SerialWriter` against a model byte stream.
 //!
 //! An arbitrary sequence of writes (arbitrary sizes, through one to three
-//! handles), flushes, sync ticks (`sync_now`) and a close, on a writer with
+//! handles), flushes, sync ticks (`sync_now`), restarts and a close, on a writer with
 //! arbitrary item and byte capacities and coalescing size. Every record is
 //! self-describing (handle, sequence number, length, payload), and the
 //! model keeps the records the writer accepted, in write order. Checks:
@@ -26,10 +26,21 @@ use sheaf::writer::{SerialWriter, WriteError};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Write { handle: u8, len: u16, fill: u8 },
-    WriteAll { handle: u8, value: u32 },
-    Flush { handle: u8 },
+    Write {
+        handle: u8,
+        len: u16,
+        fill: u8,
+    },
+    WriteAll {
+        handle: u8,
+        value: u32,
+    },
+    Flush {
+        handle: u8,
+    },
     Sync,
+    /// `restart`: a stop pass (write, flush, sync), then running again.
+    Restart,
     Close,
 }
 
@@ -167,6 +178,19 @@ fuzz_target!(|input: Input| {
                 } else {
                     result.unwrap();
                     assert_eq!(*out.lock().unwrap(), model);
+                }
+            }
+            Op::Restart => {
+                let result = writer.restart(Duration::from_secs(60));
+                if closed {
+                    assert!(result.is_err());
+                } else {
+                    result.unwrap();
+                    assert_eq!(
+                        *out.lock().unwrap(),
+                        model,
+                        "a stop pass writes everything accepted before it"
+                    );
                 }
             }
             Op::Close => {

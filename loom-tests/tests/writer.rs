@@ -173,3 +173,23 @@ fn sync_hook_never_runs_during_a_sink_write() {
         assert_eq!(violations.load(Ordering::SeqCst), 0);
     });
 }
+
+#[test]
+fn stop_against_write_then_start_writes_it() {
+    model(|| {
+        let (builder, log) = logged();
+        let writer = builder.build().unwrap();
+        let handle = writer.handle();
+        let producer = thread::spawn(move || handle.write_record(b"a").unwrap());
+        writer.stop(LONG).unwrap();
+        producer.join().unwrap();
+        writer.start().unwrap();
+        writer.flush().unwrap();
+        assert_eq!(&*log.lock().unwrap(), b"a");
+        let report = writer.close(LONG);
+        assert_eq!(
+            (report.accepted, report.written, report.unwritten),
+            (1, 1, 0)
+        );
+    });
+}

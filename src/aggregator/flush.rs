@@ -12,7 +12,7 @@ use crate::clock::deadline_after;
 use crate::error::ConfigError;
 use crate::sync::atomic::Ordering;
 use crate::sync::{thread, Arc, MutexGuard};
-use crate::table::{Counting, Refused};
+use crate::table::{Counting, Owned, Refused};
 use crate::topology::{pin_current_thread, Topology};
 
 /// How long a blocked flush waits before it looks at the closing flag again.
@@ -216,7 +216,7 @@ where
         let merging = std::cell::Cell::new(false);
         let result = catch_unwind(AssertUnwindSafe(|| {
             table.try_upsert(
-                k,
+                Owned(k),
                 v,
                 |present, retained| {
                     merging.set(true);

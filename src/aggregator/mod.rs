@@ -24,10 +24,12 @@
 //! # Hot keys scale with cores
 //!
 //! When the merge is commutative ([`Merge::is_commutative`]: `Sum`, `Min`,
-//! `Max`, `Count`), each CPU adds into its own partial table, so adds to one
+//! `Max`, `Count`, or a closure given to
+//! [`merge_commutative`](AggregatorBuilder::merge_commutative)), each CPU
+//! adds into its own partial table, so adds to one
 //! hot key from several cores never share a cache line; partials are folded
 //! at flush and on [`get`](Aggregator::get). With a non-commutative merge
-//! (`Last`, or a closure not declared commutative) there is one table and
+//! (`Last`, or a closure given to [`merge`](AggregatorBuilder::merge)) there is one table and
 //! adds merge in the order they take its shard lock.
 //!
 //! # Nothing silently lost
@@ -55,7 +57,7 @@ use crate::hash::FastBuildHasher;
 use crate::merge::{FnMerge, Merge};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc, Mutex};
-use crate::table::{Counting, Refused, ShardedTable, Upsert};
+use crate::table::{Borrowed, Counting, KeyArg, Owned, Refused, ShardedTable, Upsert};
 use crate::topology::Topology;
 
 /// What a flush does with an entry when the output channel is full.
@@ -237,6 +239,8 @@ pub(crate) struct Inner<K, V, S> {
     /// CPU id → partial index.
     partial_of_cpu: Box<[u16]>,
     merge: Box<dyn Merge<V>>,
+    /// `merge.lifts()`, asked once.
+    lifts: bool,
     on_full: OnFull,
     max_keys: Option<usize>,
     /// Entries held, tracked only with a key cap.
@@ -320,12 +324,53 @@ where
         }
     }
 
-    /// The merge as a closure: `merge(&mut held, added)`. Not assumed
-    /// commutative; say [`per_core(true)`](Self::per_core) if it is.
+    /// The merge as a closure: `merge(&mut held, added)`, applied in the
+    /// order adds take their shard's lock, in one shared table. Use it for
+    /// order-sensitive merges (keep the last, append to a list); for a
+    /// merge whose order does not matter, [`merge_commutative`](Self::merge_commutative)
+    /// lets hot keys scale with cores.
     pub fn merge(mut self, merge: impl Fn(&mut V, V) + Send + Sync + 'static) -> Self {
         self.merge = Some(Box::new(FnMerge {
             f: merge,
             commutative: false,
+        }));
+        self
+    }
+
+    /// The merge as a closure declared **commutative and associative**:
+    /// each core adds into its own partial table (see the module docs), so
+    /// adds to one hot key from several cores never share a cache line, and
+    /// partials are folded with the same closure at flush, `get` and
+    /// `snapshot`.
+    ///
+    /// # The contract
+    /// For every held `a`, `b`, `c` (each an added value or a partial
+    /// aggregate), folding must give the same result in any grouping and
+    /// any order: `merge(a, b)` equals `merge(b, a)`, and merging `c` into
+    /// `merge(a, b)` equals merging `merge(b, c)` into `a`. The closure also
+    /// receives partial aggregates as its `added` argument, not only single
+    /// added values. Sums, counts, min/max, bitwise or/and, set union and
+    /// histogram bucket-wise addition qualify; "keep the last", "append",
+    /// floating-point sums where the last bit matters, and anything
+    /// counting calls to itself do not. The aggregator cannot check the
+    /// contract: a closure that breaks it gives totals that depend on which
+    /// core ran each add.
+    ///
+    /// ```
+    /// use sheaf::Aggregator;
+    ///
+    /// let agg = Aggregator::<&str, u64>::builder()
+    ///     .merge_commutative(|held, added| *held += added)
+    ///     .build()
+    ///     .unwrap();
+    /// agg.add("hits", 2).unwrap();
+    /// agg.add("hits", 3).unwrap();
+    /// assert_eq!(agg.get("hits"), Some(5));
+    /// ```
+    pub fn merge_commutative(mut self, merge: impl Fn(&mut V, V) + Send + Sync + 'static) -> Self {
+        self.merge = Some(Box::new(FnMerge {
+            f: merge,
+            commutative: true,
         }));
         self
     }
@@ -337,8 +382,8 @@ where
     }
 
     /// Combine per core (see the module docs). Default: on exactly when the
-    /// merge says it is commutative. Turn it on for a closure that is
-    /// commutative and associative; off to keep one table.
+    /// merge says it is commutative ([`merge_commutative`](Self::merge_commutative),
+    /// or a [`Merge`] whose `is_commutative` is `true`); off to keep one table.
     pub fn per_core(mut self, on: bool) -> Self {
         self.per_core = Some(on);
         self
@@ -463,6 +508,7 @@ where
         let inner = Arc::new(Inner {
             partials,
             partial_of_cpu: partial_of_cpu.into_boxed_slice(),
+            lifts: merge.lifts(),
             merge,
             on_full: self.on_full,
             max_keys: self.max_keys,
@@ -532,14 +578,54 @@ where
     /// merge function panicked (caught, counted, and the aggregator goes on).
     #[inline]
     pub fn add(&self, key: K, value: V) -> Result<Upsert, AddError<K, V>> {
+        self.add_key(Owned(key), value)
+    }
+
+    /// [`add`](Self::add) with a borrowed key: the key is cloned
+    /// (`to_owned`) only when it is new in the table it goes to (or to hand
+    /// it back in an error), so adds to a held `String` key allocate
+    /// nothing.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add); the handed-back key is a clone.
+    ///
+    /// ```
+    /// use sheaf::{merge::Sum, Aggregator, Upsert};
+    ///
+    /// let agg = Aggregator::<String, u64>::builder().merge_with(Sum).build().unwrap();
+    /// let name = "requests"; // a &str: no String built per add
+    /// agg.add_ref(name, 1).unwrap();
+    /// assert_eq!(agg.add_ref(name, 2).unwrap(), Upsert::Merged);
+    /// assert_eq!(agg.get(name), Some(3));
+    /// ```
+    #[inline]
+    pub fn add_ref<Q>(&self, key: &Q, value: V) -> Result<Upsert, AddError<K, V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.add_key(Borrowed(key), value)
+    }
+
+    #[inline]
+    fn add_key<A>(&self, key: A, value: V) -> Result<Upsert, AddError<K, V>>
+    where
+        A: KeyArg<K>,
+        A::Q: Hash,
+        K: std::borrow::Borrow<A::Q>,
+    {
         let inner = &*self.inner;
         let table = inner.partial();
         let merge = &*inner.merge;
-        let value = match catch_unwind(AssertUnwindSafe(|| merge.lift(value))) {
-            Ok(value) => value,
-            Err(panic) => {
-                inner.record_panic(panic.as_ref(), 0);
-                return Err(AddError::MergePanicked);
+        let value = if !inner.lifts {
+            value
+        } else {
+            match catch_unwind(AssertUnwindSafe(|| merge.lift(value))) {
+                Ok(value) => value,
+                Err(panic) => {
+                    inner.record_panic(panic.as_ref(), 0);
+                    return Err(AddError::MergePanicked);
+                }
             }
         };
         // Set just before the merge runs: a panic with it set came from the
@@ -642,9 +728,9 @@ where
         }
         let mut folded: HashMap<K, V, FastBuildHasher> = HashMap::default();
         for table in inner.partials.iter() {
-            for (k, v) in table.snapshot() {
-                inner.fold_into(&mut folded, k, v);
-            }
+            // Clones pair by pair under each shard's lock: no intermediate
+            // copy of a whole partial table.
+            table.for_each(|k, v| inner.fold_into(&mut folded, k.clone(), v.clone()));
         }
         folded.into_iter().collect()
     }

@@ -722,3 +722,121 @@ fn retain_path_counts_exactly() {
     assert_eq!(all.iter().map(|(_, v)| v).sum::<u64>(), 33);
     assert_eq!(all.len(), 4);
 }
+
+/// A closure declared commutative gets per-core combining and gives
+/// exactly the totals of the built-in `Sum`, adds spread over threads.
+#[test]
+fn declared_commutative_closure_matches_built_in_sum_exactly() {
+    let threads = 4u64;
+    let per_thread = scaled(20_000);
+    let keys = 37u64;
+    let closure = Aggregator::<u64, u64>::builder()
+        .merge_commutative(|held, added| *held += added)
+        .build()
+        .unwrap();
+    let built_in = Aggregator::<u64, u64>::builder()
+        .merge_with(Sum)
+        .build()
+        .unwrap();
+    assert_eq!(closure.partial_tables(), built_in.partial_tables());
+    let order_sensitive = Aggregator::<u64, u64>::builder()
+        .merge(|held, added| *held += added)
+        .build()
+        .unwrap();
+    assert_eq!(order_sensitive.partial_tables(), 1);
+    let barrier = Barrier::new(threads as usize);
+    thread::scope(|s| {
+        for t in 0..threads {
+            let (closure, built_in, barrier) = (&closure, &built_in, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..per_thread {
+                    let key = (i * 7 + t) % keys;
+                    let value = i % 5 + t;
+                    closure.add(key, value).unwrap();
+                    built_in.add(key, value).unwrap();
+                }
+            });
+        }
+    });
+    let mut from_closure = closure.snapshot();
+    let mut from_sum = built_in.snapshot();
+    from_closure.sort_unstable();
+    from_sum.sort_unstable();
+    assert_eq!(from_closure.len() as u64, keys);
+    assert_eq!(from_closure, from_sum);
+    for key in 0..keys {
+        assert_eq!(closure.get(&key), built_in.get(&key));
+    }
+    let expected: u64 = (0..threads)
+        .map(|t| (0..per_thread).map(|i| i % 5 + t).sum::<u64>())
+        .sum();
+    assert_eq!(sum_of(&from_closure), expected);
+    // And at flush: the same pairs reach the output.
+    assert_eq!(closure.flush(), keys as usize);
+    assert_eq!(built_in.flush(), keys as usize);
+    let mut flushed_closure: Vec<_> = closure.receiver().try_iter().collect();
+    let mut flushed_sum: Vec<_> = built_in.receiver().try_iter().collect();
+    flushed_closure.sort_unstable();
+    flushed_sum.sort_unstable();
+    assert_eq!(flushed_closure, flushed_sum);
+    assert_eq!(flushed_closure, from_sum);
+    assert_eq!(closure.stats().added, threads * per_thread);
+}
+
+#[test]
+fn add_ref_clones_a_key_only_when_it_is_new() {
+    use std::sync::atomic::AtomicUsize;
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    struct Key(u64);
+    impl Clone for Key {
+        fn clone(&self) -> Self {
+            CLONES.fetch_add(1, Ordering::Relaxed);
+            Key(self.0)
+        }
+    }
+    let agg = Aggregator::<Key, u64>::builder()
+        .merge(|held, added| *held += added)
+        .max_keys(2)
+        .build()
+        .unwrap();
+    let (a, b, c) = (Key(1), Key(2), Key(3));
+    assert_eq!(agg.add_ref(&a, 1).unwrap(), Upsert::Inserted);
+    assert_eq!(CLONES.load(Ordering::Relaxed), 1);
+    for _ in 0..100 {
+        assert_eq!(agg.add_ref(&a, 1).unwrap(), Upsert::Merged);
+    }
+    assert_eq!(CLONES.load(Ordering::Relaxed), 1);
+    agg.add_ref(&b, 5).unwrap();
+    // At the cap the key is refused and handed back (as a clone).
+    match agg.add_ref(&c, 7) {
+        Err(AddError::Full(k, v)) => assert_eq!((k, v), (Key(3), 7)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(agg.get(&a), Some(101));
+    assert_eq!(agg.stats().added, 102);
+    assert_eq!(agg.stats().refused_full, 1);
+    let report = agg.shutdown(Duration::from_secs(1));
+    assert_eq!(report.delivered, 2);
+    match agg.add_ref(&a, 1) {
+        Err(AddError::Closed(k, 1)) => assert_eq!(k, Key(1)),
+        other => panic!("{other:?}"),
+    }
+    // `String` keys added by `&str`, per-core combining.
+    let by_str = Aggregator::<String, u64>::builder()
+        .merge_commutative(|held, added| *held += added)
+        .build()
+        .unwrap();
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for i in 0..scaled(10_000) {
+                    by_str.add_ref(["x", "y"][(i % 2) as usize], 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(by_str.get("x"), Some(scaled(10_000)));
+    assert_eq!(by_str.get("y"), Some(scaled(10_000)));
+}

@@ -35,7 +35,8 @@ use crossbeam_utils::CachePadded;
 use crate::error::ConfigError;
 use crate::hash::FastBuildHasher;
 use crate::sync::{Mutex, MutexGuard};
-use raw::{Draining, RawTable, MAX_SHARD_ENTRIES};
+pub(crate) use raw::{Borrowed, KeyArg, Owned};
+use raw::{Draining, Position, RawTable, Vacancy, MAX_SHARD_ENTRIES};
 
 /// What an upsert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,11 +133,16 @@ impl<K, V> Default for ShardedTable<K, V, FastBuildHasher> {
     }
 }
 
-impl<K, V, S> fmt::Debug for ShardedTable<K, V, S> {
+/// Prints the pairs as a map, shard by shard under each shard's lock (as
+/// [`for_each`](ShardedTable::for_each): not a snapshot under concurrent
+/// writes).
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ShardedTable<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShardedTable")
-            .field("shards", &self.shards.len())
-            .finish_non_exhaustive()
+        let mut map = f.debug_map();
+        for shard in self.iter() {
+            map.entries(shard.iter());
+        }
+        map.finish()
     }
 }
 
@@ -305,6 +311,30 @@ impl<K, V, S> ShardedTable<K, V, S> {
         }
     }
 
+    /// The shards one at a time, each locked while its [`ShardRef`] lives:
+    /// iterate a `ShardRef` for its pairs, by reference. Not a snapshot:
+    /// under concurrent writes, a shard visited early may change before a
+    /// later one is locked. Clones nothing. Hold one `ShardRef` at a time
+    /// and do not touch the table while holding it.
+    ///
+    /// ```
+    /// let t: sheaf::ShardedTable<u64, u64> = (0..100).map(|k| (k, 1)).collect();
+    /// let mut seen = 0;
+    /// for shard in t.iter() {
+    ///     for (k, v) in &shard {
+    ///         assert!(*k < 100 && *v == 1);
+    ///         seen += 1;
+    ///     }
+    /// }
+    /// assert_eq!(seen, 100);
+    /// ```
+    pub fn iter(&self) -> Iter<'_, K, V, S> {
+        Iter {
+            table: self,
+            next_shard: 0,
+        }
+    }
+
     /// Takes every pair out, shard by shard.
     ///
     /// When the returned iterator reaches a shard it swaps the shard's storage
@@ -393,7 +423,7 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
@@ -428,25 +458,112 @@ where
             .upsert(hash as u32, key, value, merge)
     }
 
+    /// [`upsert`](Self::upsert) with a borrowed key: the key is cloned
+    /// (`to_owned`) only when it is new, so merging into a present `String`
+    /// key allocates nothing.
+    ///
+    /// # Panics
+    /// As [`upsert`](Self::upsert); a panic in `to_owned` changes nothing.
+    ///
+    /// ```
+    /// let t = sheaf::ShardedTable::<String, u64>::new();
+    /// t.upsert_ref("hits", 1, |a, b| *a += b); // clones "hits" once
+    /// t.upsert_ref("hits", 2, |a, b| *a += b); // no allocation
+    /// assert_eq!(t.get("hits"), Some(3));
+    /// ```
+    #[inline]
+    pub fn upsert_ref<Q>(&self, key: &Q, value: V, merge: impl FnOnce(&mut V, V)) -> Upsert
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let hash = self.hash(key);
+        match self.lock_shard(self.shard_of(hash)).live.upsert_with(
+            hash as u32,
+            Borrowed(key),
+            value,
+            merge,
+            || true,
+        ) {
+            Ok(upsert) => upsert,
+            Err(_) => unreachable!("admit always admits"),
+        }
+    }
+
+    /// Inserts `key → value`, returning the value it replaced (the stored
+    /// key is kept, as in [`HashMap::insert`](std::collections::HashMap::insert)).
+    ///
+    /// ```
+    /// let t = sheaf::ShardedTable::<&str, u64>::new();
+    /// assert_eq!(t.insert("a", 1), None);
+    /// assert_eq!(t.insert("a", 2), Some(1));
+    /// ```
+    #[inline]
+    pub fn insert(&self, key: K, value: V) -> Option<V> {
+        let hash = self.hash(&key);
+        self.lock_shard(self.shard_of(hash))
+            .live
+            .insert(hash as u32, key, value)
+    }
+
+    /// The entry for `key`, for in-place insert-or-modify. The entry holds
+    /// its shard's lock until it (or the [`RefMut`] it turns into) is
+    /// dropped: keep it short, and do not touch this table while holding it.
+    ///
+    /// ```
+    /// use sheaf::table::Entry;
+    ///
+    /// let t = sheaf::ShardedTable::<&str, Vec<u32>>::new();
+    /// t.entry("a").or_default().push(1);
+    /// t.entry("a").and_modify(|v| v.push(2)).or_insert_with(Vec::new);
+    /// match t.entry("b") {
+    ///     Entry::Occupied(_) => unreachable!(),
+    ///     Entry::Vacant(e) => {
+    ///         e.insert(vec![9]);
+    ///     }
+    /// }
+    /// assert_eq!(t.get("a"), Some(vec![1, 2]));
+    /// assert_eq!(t.entry("b").or_default().len(), 1);
+    /// ```
+    pub fn entry(&self, key: K) -> Entry<'_, K, V> {
+        let hash = self.hash(&key);
+        let guard = self.lock_shard(self.shard_of(hash));
+        match guard.live.locate(hash as u32, &key) {
+            Ok(at) => Entry::Occupied(OccupiedEntry { guard, at }),
+            Err(vacancy) => Entry::Vacant(VacantEntry {
+                guard,
+                key,
+                vacancy,
+            }),
+        }
+    }
+
     /// Like [`upsert`](Self::upsert), but hands the pair back once the table
     /// was closed by its owner (the aggregator's shutdown), or when `admit`
     /// refuses a new key. Counts what it did in the shard's counters unless
-    /// `counting` says to skip it.
-    #[inline]
-    pub(crate) fn try_upsert(
+    /// `counting` says to skip it. The key may be owned or borrowed
+    /// ([`KeyArg`]); a borrowed one is cloned only when new or handed back.
+    #[inline(always)]
+    pub(crate) fn try_upsert<A>(
         &self,
-        key: K,
+        key: A,
         value: V,
         merge: impl FnOnce(&mut V, V),
         admit: impl FnOnce() -> bool,
         counting: Counting,
-    ) -> Result<Upsert, Refused<K, V>> {
+    ) -> Result<Upsert, Refused<K, V>>
+    where
+        A: KeyArg<K>,
+        A::Q: Hash,
+        K: Borrow<A::Q>,
+    {
         let count = counting == Counting::Count;
-        let hash = self.hash(&key);
+        let hash = self.hash(key.get());
         let mut guard = self.lock_shard(self.shard_of(hash));
         let shard = &mut *guard;
         if shard.closed {
-            return Err(Refused::Closed(key, value));
+            drop(guard);
+            return Err(Refused::Closed(key.into_owned(), value));
         }
         match shard
             .live
@@ -547,6 +664,44 @@ where
         out
     }
 
+    /// Calls `f` on every pair, shard by shard, each shard under its lock
+    /// for the duration of its visit. Not a snapshot: under concurrent
+    /// writes, a shard visited early may change before a later one is
+    /// visited. Clones nothing.
+    ///
+    /// # Panics
+    /// A panic in `f` propagates; the shard is released and nothing changes.
+    ///
+    /// ```
+    /// let t: sheaf::ShardedTable<u64, u64> = (0..10).map(|k| (k, k * 2)).collect();
+    /// let mut sum = 0;
+    /// t.for_each(|_, v| sum += v);
+    /// assert_eq!(sum, 90);
+    /// ```
+    pub fn for_each(&self, mut f: impl FnMut(&K, &V)) {
+        for shard in self.iter() {
+            for (k, v) in shard.iter() {
+                f(k, v);
+            }
+        }
+    }
+
+    /// Calls `f` on every pair with its value mutable, shard by shard under
+    /// each shard's lock (not a snapshot, as [`for_each`](Self::for_each)).
+    ///
+    /// # Panics
+    /// A panic in `f` propagates; the shard is released, values keep what
+    /// `f` did to them.
+    pub fn for_each_mut(&self, mut f: impl FnMut(&K, &mut V)) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.live.retain(|k, v| {
+                f(k, v);
+                true
+            });
+        }
+    }
+
     /// Checks every shard's internal invariants; for tests and fuzzing.
     #[cfg(any(test, fuzzing))]
     #[doc(hidden)]
@@ -608,6 +763,297 @@ impl<K, V, S> fmt::Debug for Drain<'_, K, V, S> {
         f.debug_struct("Drain")
             .field("next_shard", &self.next_shard)
             .finish_non_exhaustive()
+    }
+}
+
+/// The iterator returned by [`ShardedTable::iter`]: one locked shard at a time.
+pub struct Iter<'a, K, V, S> {
+    table: &'a ShardedTable<K, V, S>,
+    next_shard: usize,
+}
+
+impl<'a, K, V, S> Iterator for Iter<'a, K, V, S> {
+    type Item = ShardRef<'a, K, V>;
+
+    fn next(&mut self) -> Option<ShardRef<'a, K, V>> {
+        let shard = self.table.shards.get(self.next_shard)?;
+        self.next_shard += 1;
+        Some(ShardRef {
+            guard: shard.lock(),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.table.shards.len() - self.next_shard;
+        (left, Some(left))
+    }
+}
+
+impl<K, V, S> fmt::Debug for Iter<'_, K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter")
+            .field("next_shard", &self.next_shard)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pairs of one [`ShardRef`], by reference.
+pub type ShardIter<'a, K, V> =
+    std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&(K, V)) -> (&K, &V)>;
+
+/// One shard of a [`ShardedTable`], locked until dropped; iterate it for
+/// its pairs.
+pub struct ShardRef<'a, K, V> {
+    guard: MutexGuard<'a, Shard<K, V>>,
+}
+
+impl<K, V> ShardRef<'_, K, V> {
+    /// The shard's pairs, by reference.
+    pub fn iter(&self) -> ShardIter<'_, K, V> {
+        self.guard.live.entries().iter().map(|(k, v)| (k, v))
+    }
+
+    /// Pairs in this shard.
+    pub fn len(&self) -> usize {
+        self.guard.live.len()
+    }
+
+    /// `true` when this shard holds no pair.
+    pub fn is_empty(&self) -> bool {
+        self.guard.live.len() == 0
+    }
+}
+
+impl<'s, K, V> IntoIterator for &'s ShardRef<'_, K, V> {
+    type Item = (&'s K, &'s V);
+    type IntoIter = ShardIter<'s, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for ShardRef<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// An entry of a [`ShardedTable`], from [`ShardedTable::entry`]; holds its
+/// shard's lock.
+pub enum Entry<'a, K, V> {
+    /// The key is present.
+    Occupied(OccupiedEntry<'a, K, V>),
+    /// The key is absent.
+    Vacant(VacantEntry<'a, K, V>),
+}
+
+/// A present key's entry; holds its shard's lock.
+pub struct OccupiedEntry<'a, K, V> {
+    guard: MutexGuard<'a, Shard<K, V>>,
+    at: Position,
+}
+
+/// An absent key's entry; holds its shard's lock.
+pub struct VacantEntry<'a, K, V> {
+    guard: MutexGuard<'a, Shard<K, V>>,
+    key: K,
+    vacancy: Vacancy,
+}
+
+/// A value in a [`ShardedTable`], mutable, with its shard locked until dropped.
+pub struct RefMut<'a, K, V> {
+    guard: MutexGuard<'a, Shard<K, V>>,
+    at: Position,
+}
+
+impl<'a, K, V> Entry<'a, K, V> {
+    /// The entry's key.
+    pub fn key(&self) -> &K {
+        match self {
+            Self::Occupied(e) => e.key(),
+            Self::Vacant(e) => e.key(),
+        }
+    }
+
+    /// The value, inserting `default` if the key is absent.
+    pub fn or_insert(self, default: V) -> RefMut<'a, K, V> {
+        self.or_insert_with(|| default)
+    }
+
+    /// The value, inserting `make()` if the key is absent.
+    ///
+    /// # Panics
+    /// A panic in `make` propagates; nothing is inserted.
+    pub fn or_insert_with(self, make: impl FnOnce() -> V) -> RefMut<'a, K, V> {
+        match self {
+            Self::Occupied(e) => e.into_ref(),
+            Self::Vacant(e) => e.insert(make()),
+        }
+    }
+
+    /// The value, inserting `V::default()` if the key is absent.
+    pub fn or_default(self) -> RefMut<'a, K, V>
+    where
+        V: Default,
+    {
+        self.or_insert_with(V::default)
+    }
+
+    /// Calls `f` on the value if the key is present.
+    ///
+    /// # Panics
+    /// A panic in `f` propagates; the value keeps what `f` did to it.
+    pub fn and_modify(mut self, f: impl FnOnce(&mut V)) -> Self {
+        if let Self::Occupied(e) = &mut self {
+            f(e.get_mut());
+        }
+        self
+    }
+}
+
+impl<'a, K, V> OccupiedEntry<'a, K, V> {
+    /// The stored key.
+    pub fn key(&self) -> &K {
+        &self.guard.live.pair_at(&self.at).0
+    }
+
+    /// The value.
+    pub fn get(&self) -> &V {
+        &self.guard.live.pair_at(&self.at).1
+    }
+
+    /// The value, mutably.
+    pub fn get_mut(&mut self) -> &mut V {
+        self.guard.live.value_at_mut(&self.at)
+    }
+
+    /// Replaces the value, returning the old one.
+    pub fn insert(&mut self, value: V) -> V {
+        std::mem::replace(self.get_mut(), value)
+    }
+
+    /// Removes the pair, returning the value.
+    pub fn remove(self) -> V {
+        self.remove_entry().1
+    }
+
+    /// Removes the pair, returning the stored key and the value.
+    pub fn remove_entry(mut self) -> (K, V) {
+        self.guard.live.remove_position(self.at)
+    }
+
+    /// The value, keeping the shard locked.
+    pub fn into_ref(self) -> RefMut<'a, K, V> {
+        RefMut {
+            guard: self.guard,
+            at: self.at,
+        }
+    }
+}
+
+impl<'a, K, V> VacantEntry<'a, K, V> {
+    /// The key that would be inserted.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// Gives the key back without inserting.
+    pub fn into_key(self) -> K {
+        self.key
+    }
+
+    /// Inserts `value` under the key.
+    pub fn insert(mut self, value: V) -> RefMut<'a, K, V> {
+        let at = self.guard.live.insert_vacant(self.vacancy, self.key, value);
+        RefMut {
+            guard: self.guard,
+            at,
+        }
+    }
+}
+
+impl<K, V> RefMut<'_, K, V> {
+    /// The stored key.
+    pub fn key(&self) -> &K {
+        &self.guard.live.pair_at(&self.at).0
+    }
+}
+
+impl<K, V> std::ops::Deref for RefMut<'_, K, V> {
+    type Target = V;
+
+    fn deref(&self) -> &V {
+        &self.guard.live.pair_at(&self.at).1
+    }
+}
+
+impl<K, V> std::ops::DerefMut for RefMut<'_, K, V> {
+    fn deref_mut(&mut self) -> &mut V {
+        self.guard.live.value_at_mut(&self.at)
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Entry<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Occupied(e) => f.debug_tuple("Occupied").field(e).finish(),
+            Self::Vacant(e) => f.debug_tuple("Vacant").field(e).finish(),
+        }
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for OccupiedEntry<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OccupiedEntry")
+            .field("key", self.key())
+            .field("value", self.get())
+            .finish()
+    }
+}
+
+impl<K: fmt::Debug, V> fmt::Debug for VacantEntry<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("VacantEntry").field(self.key()).finish()
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for RefMut<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefMut")
+            .field("key", self.key())
+            .field("value", &**self)
+            .finish()
+    }
+}
+
+/// Inserts every pair (a later pair replaces an earlier one with an equal key).
+impl<K, V, S> Extend<(K, V)> for ShardedTable<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, pairs: I) {
+        for (k, v) in pairs {
+            self.insert(k, v);
+        }
+    }
+}
+
+/// A table of [`default_shards`] shards and `S::default()` hashing, holding
+/// every pair (a later pair replaces an earlier one with an equal key).
+impl<K, V, S> FromIterator<(K, V)> for ShardedTable<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Default,
+{
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let pairs = pairs.into_iter();
+        let table = Self::from_parts(default_shards(), pairs.size_hint().0, S::default());
+        for (k, v) in pairs {
+            table.insert(k, v);
+        }
+        table
     }
 }
 

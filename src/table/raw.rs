@@ -173,10 +173,8 @@ fn capacity_of(buckets: usize) -> usize {
 }
 
 fn buckets_for(entries: usize) -> usize {
-    if entries == 0 {
-        return 0;
-    }
-    // Smallest power of two whose capacity holds `entries`.
+    // Smallest power of two whose capacity holds `entries`; at least one
+    // bucket, so a probe never has to check for an unallocated index.
     let mut buckets = entries.div_ceil(capacity_of(1)).next_power_of_two();
     while capacity_of(buckets) < entries {
         buckets *= 2;
@@ -220,6 +218,66 @@ impl<K, V> Draining<K, V> {
     pub(crate) fn into_empty(mut self) -> RawTable<K, V> {
         self.table.reset_index();
         self.table
+    }
+}
+
+/// Where a present key is: its bucket, slot and entry.
+#[derive(Debug)]
+pub(crate) struct Position {
+    bucket: usize,
+    slot: usize,
+    entry: usize,
+}
+
+/// Where an absent key would go: its hash and the first free slot on its
+/// probe path (`None`: the index must grow first).
+#[derive(Debug)]
+pub(crate) struct Vacancy {
+    hash: u32,
+    free: Option<(usize, usize)>,
+}
+
+/// A key as an upsert receives it: owned, or borrowed and cloned only if
+/// it turns out to be new.
+pub(crate) trait KeyArg<K> {
+    /// What lookups compare against.
+    type Q: ?Sized + Eq;
+    /// The key to compare.
+    fn get(&self) -> &Self::Q;
+    /// The key to store, for a new entry.
+    fn into_owned(self) -> K;
+}
+
+/// An owned key.
+pub(crate) struct Owned<K>(pub(crate) K);
+
+impl<K: Eq> KeyArg<K> for Owned<K> {
+    type Q = K;
+    #[inline(always)]
+    fn get(&self) -> &K {
+        &self.0
+    }
+    #[inline(always)]
+    fn into_owned(self) -> K {
+        self.0
+    }
+}
+
+/// A borrowed key, cloned (`to_owned`) only when inserted.
+pub(crate) struct Borrowed<'a, Q: ?Sized>(pub(crate) &'a Q);
+
+impl<K, Q> KeyArg<K> for Borrowed<'_, Q>
+where
+    Q: ?Sized + Eq + ToOwned<Owned = K>,
+{
+    type Q = Q;
+    #[inline(always)]
+    fn get(&self) -> &Q {
+        self.0
+    }
+    #[inline(always)]
+    fn into_owned(self) -> K {
+        self.0.to_owned()
     }
 }
 
@@ -325,9 +383,6 @@ impl<K, V> RawTable<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        if self.buckets.is_empty() {
-            return None;
-        }
         let mask = self.mask();
         let tag = tag_of(hash);
         let mut b = hash as usize & mask;
@@ -385,27 +440,29 @@ impl<K, V> RawTable<K, V> {
     where
         K: Eq,
     {
-        match self.upsert_with(hash, key, value, merge, || true) {
+        match self.upsert_with(hash, Owned(key), value, merge, || true) {
             Ok(upsert) => upsert,
             Err(_) => unreachable!("admit always admits"),
         }
     }
 
     /// [`upsert`](Self::upsert) that asks `admit` before inserting a new key
-    /// and hands the pair back when it says no.
+    /// and hands the pair back when it says no. The key is made owned
+    /// (`key.into_owned()`, a clone for a borrowed key) only when it is new,
+    /// and before `admit` is asked, so a panicking clone changes nothing.
     #[inline]
-    pub(crate) fn upsert_with(
+    pub(crate) fn upsert_with<A: KeyArg<K>>(
         &mut self,
         hash: u32,
-        key: K,
+        key: A,
         value: V,
         merge: impl FnOnce(&mut V, V),
         admit: impl FnOnce() -> bool,
     ) -> Result<Upsert, (K, V)>
     where
-        K: Eq,
+        K: Borrow<A::Q>,
     {
-        match self.find_or_free(hash, &key) {
+        match self.find_or_free(hash, key.get()) {
             Ok((b, slot, entry)) => {
                 debug_assert!(entry < self.entries.len());
                 // SAFETY: `find_or_free` returned the index of a present entry.
@@ -417,6 +474,7 @@ impl<K, V> RawTable<K, V> {
                 Ok(Upsert::Merged)
             }
             Err(free) => {
+                let key = key.into_owned();
                 if !admit() {
                     return Err((key, value));
                 }
@@ -426,20 +484,82 @@ impl<K, V> RawTable<K, V> {
         }
     }
 
-    /// Probes once for `key`: `Ok` with its position, or `Err` with the first
-    /// free slot on its probe path (`None` when the index is unallocated).
+    /// Inserts `(key, value)`, returning the value it replaced.
     #[inline]
-    fn find_or_free(
-        &self,
-        hash: u32,
-        key: &K,
-    ) -> Result<(usize, usize, usize), Option<(usize, usize)>>
+    pub(crate) fn insert(&mut self, hash: u32, key: K, value: V) -> Option<V>
     where
         K: Eq,
     {
-        if self.buckets.is_empty() {
-            return Err(None);
+        match self.find_or_free(hash, &key) {
+            Ok((_, _, entry)) => Some(std::mem::replace(&mut self.entries[entry].1, value)),
+            Err(free) => {
+                self.insert_new(hash, key, value, free);
+                None
+            }
         }
+    }
+
+    /// Where `key` is (`Ok(position)`) or would go (`Err(free slot)`), for
+    /// the entry API; valid until the table is next changed.
+    #[inline]
+    pub(crate) fn locate<Q>(&self, hash: u32, key: &Q) -> Result<Position, Vacancy>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        match self.find_or_free(hash, key) {
+            Ok((bucket, slot, entry)) => Ok(Position {
+                bucket,
+                slot,
+                entry,
+            }),
+            Err(free) => Err(Vacancy { hash, free }),
+        }
+    }
+
+    /// The pair at a position from [`locate`](Self::locate).
+    #[inline]
+    pub(crate) fn pair_at(&self, at: &Position) -> &(K, V) {
+        &self.entries[at.entry]
+    }
+
+    /// The pair at a position from [`locate`](Self::locate), mutably (the
+    /// key only through the shared reference: changing it would break the
+    /// index).
+    #[inline]
+    pub(crate) fn value_at_mut(&mut self, at: &Position) -> &mut V {
+        &mut self.entries[at.entry].1
+    }
+
+    /// Removes the pair at a position from [`locate`](Self::locate).
+    pub(crate) fn remove_position(&mut self, at: Position) -> (K, V) {
+        self.remove_at(at.bucket, at.slot, at.entry)
+    }
+
+    /// Inserts a new key at a vacancy from [`locate`](Self::locate); returns
+    /// its position.
+    pub(crate) fn insert_vacant(&mut self, vacancy: Vacancy, key: K, value: V) -> Position {
+        let (bucket, slot) = self.insert_new(vacancy.hash, key, value, vacancy.free);
+        let entry = self.entries.len() - 1;
+        Position {
+            bucket,
+            slot,
+            entry,
+        }
+    }
+
+    /// Probes once for `key`: `Ok` with its position, or `Err` with the first
+    /// free slot on its probe path (`None` when the index is unallocated).
+    #[inline]
+    fn find_or_free<Q>(
+        &self,
+        hash: u32,
+        key: &Q,
+    ) -> Result<(usize, usize, usize), Option<(usize, usize)>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let mask = self.mask();
         let tag = tag_of(hash);
         let mut b = hash as usize & mask;
@@ -451,7 +571,7 @@ impl<K, V> RawTable<K, V> {
             while candidates != 0 {
                 let slot = lowest(candidates);
                 let entry = bucket.index[slot] as usize;
-                if self.entry(entry).0 == *key {
+                if self.entry(entry).0.borrow() == key {
                     return Ok((b, slot, entry));
                 }
                 candidates &= candidates - 1;
@@ -471,9 +591,6 @@ impl<K, V> RawTable<K, V> {
 
     /// First `EMPTY` or `DELETED` slot on `hash`'s probe path.
     fn first_free(&self, hash: u32) -> Option<(usize, usize)> {
-        if self.buckets.is_empty() {
-            return None;
-        }
         let mask = self.mask();
         let mut b = hash as usize & mask;
         loop {
@@ -486,7 +603,13 @@ impl<K, V> RawTable<K, V> {
     }
 
     #[inline]
-    fn insert_new(&mut self, hash: u32, key: K, value: V, free: Option<(usize, usize)>) {
+    fn insert_new(
+        &mut self,
+        hash: u32,
+        key: K,
+        value: V,
+        free: Option<(usize, usize)>,
+    ) -> (usize, usize) {
         let (b, slot) = match free {
             Some((b, slot)) if self.growth_left > 0 || self.buckets[b].tags[slot] == DELETED => {
                 (b, slot)
@@ -509,6 +632,7 @@ impl<K, V> RawTable<K, V> {
         bucket.index[slot] = entry as u32;
         self.entries.push((key, value));
         self.hashes.push(hash);
+        (b, slot)
     }
 
     /// Rebuilds the index: same size when tombstones are most of the load,

@@ -349,3 +349,127 @@ fn absurd_builder_settings_are_config_errors() {
     }
     assert_eq!(table.len(), 1_000);
 }
+
+/// A key that counts its clones, to show which calls allocate a key.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Counted(String);
+
+static CLONES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        CLONES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(self.0.clone())
+    }
+}
+
+#[test]
+fn upsert_ref_clones_the_key_only_when_new() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t: ShardedTable<Counted, u64> = ShardedTable::new();
+    let key = Counted("hits".to_string());
+    let before = CLONES.load(Relaxed);
+    assert_eq!(t.upsert_ref(&key, 1, sum), Upsert::Inserted);
+    assert_eq!(CLONES.load(Relaxed) - before, 1);
+    for _ in 0..100 {
+        assert_eq!(t.upsert_ref(&key, 1, sum), Upsert::Merged);
+    }
+    assert_eq!(CLONES.load(Relaxed) - before, 1);
+    assert_eq!(t.get(&key), Some(101));
+    // With `String` keys, a `&str` works.
+    let s: ShardedTable<String, u64> = ShardedTable::new();
+    s.upsert_ref("a", 1, sum);
+    s.upsert_ref("a", 2, sum);
+    assert_eq!(s.get("a"), Some(3));
+    assert_eq!(s.len(), 1);
+}
+
+#[test]
+fn insert_entry_and_map_api_behave_like_a_hashmap() {
+    let t: ShardedTable<u64, u64> = ShardedTable::builder().shards(4).build().unwrap();
+    assert_eq!(t.insert(1, 10), None);
+    assert_eq!(t.insert(1, 11), Some(10));
+    *t.entry(2).or_insert(0) += 5;
+    *t.entry(2).or_insert(0) += 5;
+    assert_eq!(t.get(&2), Some(10));
+    t.entry(3).and_modify(|v| *v += 1).or_insert(7);
+    t.entry(3).and_modify(|v| *v += 1).or_insert(7);
+    assert_eq!(t.get(&3), Some(8));
+    match t.entry(1) {
+        Entry::Occupied(mut e) => {
+            assert_eq!((*e.key(), *e.get()), (1, 11));
+            assert_eq!(e.insert(12), 11);
+            assert_eq!(e.remove_entry(), (1, 12));
+        }
+        Entry::Vacant(_) => panic!("1 is present"),
+    }
+    match t.entry(1) {
+        Entry::Vacant(e) => {
+            assert_eq!(*e.key(), 1);
+            assert_eq!(e.into_key(), 1);
+        }
+        Entry::Occupied(_) => panic!("1 was removed"),
+    }
+    assert!(!t.contains_key(&1));
+    // Inserting through entries grows the index like upserts do.
+    for k in 100..5_000u64 {
+        let r = t.entry(k).or_insert_with(|| k * 2);
+        assert_eq!((*r.key(), *r), (k, k * 2));
+    }
+    t.check_invariants();
+    assert_eq!(t.len(), 2 + 4_900);
+
+    let mut seen = 0;
+    let mut total = 0;
+    for shard in t.iter() {
+        for (k, v) in &shard {
+            assert!(*k == 2 || *k == 3 || (100..5_000).contains(k));
+            total += v;
+        }
+        seen += shard.len();
+    }
+    assert_eq!(seen, t.len());
+    let mut by_for_each = 0;
+    t.for_each(|_, v| by_for_each += v);
+    assert_eq!(by_for_each, total);
+    t.for_each_mut(|_, v| *v += 1);
+    let mut after = 0;
+    t.for_each(|_, v| after += v);
+    assert_eq!(after, total + t.len() as u64);
+
+    let mut built: ShardedTable<u64, u64> = (0..10).map(|k| (k, k)).collect();
+    built.extend([(0, 100), (20, 20)]);
+    assert_eq!(built.len(), 11);
+    assert_eq!(built.get(&0), Some(100));
+    built.check_invariants();
+    let small: ShardedTable<u8, u8> = [(1, 2)].into_iter().collect();
+    assert_eq!(format!("{small:?}"), "{1: 2}");
+    assert_eq!(
+        format!("{:?}", small.entry(1)),
+        "Occupied(OccupiedEntry { key: 1, value: 2 })"
+    );
+}
+
+#[test]
+fn iter_sees_concurrent_writers_shard_by_shard_and_never_blocks_them_for_long() {
+    // A reader holding one shard does not stop writers on other shards;
+    // once it is done every write is visible.
+    let t: Arc<ShardedTable<u64, u64>> =
+        Arc::new(ShardedTable::builder().shards(8).build().unwrap());
+    let n = scaled(20_000) as u64;
+    let writer = {
+        let t = Arc::clone(&t);
+        std::thread::spawn(move || {
+            for k in 0..n {
+                t.upsert(k, 1, sum);
+            }
+        })
+    };
+    while !writer.is_finished() {
+        t.for_each(|_, v| assert_eq!(*v, 1));
+    }
+    writer.join().unwrap();
+    let mut count = 0;
+    t.for_each(|_, _| count += 1);
+    assert_eq!(count, n as usize);
+}

@@ -17,7 +17,7 @@ const LEVELS: usize = 6;
 const SPAN: u64 = 1 << (SLOT_BITS as u64 * LEVELS as u64);
 /// Width of a top-level slot.
 const TOP_SLOT: u64 = 1 << (SLOT_BITS as u64 * (LEVELS as u64 - 1));
-/// No entry (list end, free-list end).
+/// No entry (free-list end).
 const NIL: u32 = u32::MAX;
 /// The list of entries already due when inserted (deadline at or before `elapsed`).
 const DUE_LIST: u16 = (LEVELS * SLOTS) as u16;
@@ -47,8 +47,8 @@ struct Entry<T> {
     /// `None` while free or while lent to an `advance` callback.
     value: Option<T>,
     deadline: Tick,
-    prev: u32,
-    next: u32,
+    /// Position in its slot's index vector; the next free entry while free.
+    pos: u32,
     generation: u32,
     /// Which list the entry is linked into: `level * 64 + slot`, `DUE_LIST`, or `UNLINKED`.
     list: u16,
@@ -61,9 +61,12 @@ struct Entry<T> {
 /// Six levels of 64 slots: an entry sits in the level whose slot width
 /// matches how far away its deadline is, and moves down a level when its
 /// slot's time comes ("cascading"), so each entry is touched at most six
-/// times however long it waits. Entries live in one slab threaded by
-/// index-linked lists; nothing is allocated per operation once the slab
-/// has grown.
+/// times however long it waits. Entries live in one slab; each slot is a
+/// vector of entry indices (an entry knows its position, so a cancel is a
+/// `swap_remove`). Walking a slot reads the indices in sequence and the
+/// entries independently, so the cache misses of a large wheel overlap
+/// instead of chaining as they would through linked lists. Nothing is
+/// allocated per operation once the slab and slots have grown.
 ///
 /// An entry never fires early: it fires in the first `advance(now)` with
 /// `now >= deadline`.
@@ -88,7 +91,7 @@ struct Entry<T> {
 pub struct Wheel<T> {
     entries: Vec<Entry<T>>,
     free: u32,
-    heads: Box<[u32]>,
+    slots: Box<[Vec<u32>]>,
     occupied: [u64; LEVELS],
     /// Every entry with `deadline <= elapsed` has been handed out.
     elapsed: Tick,
@@ -122,7 +125,7 @@ impl<T> Wheel<T> {
         Self {
             entries: Vec::new(),
             free: NIL,
-            heads: vec![NIL; LEVELS * SLOTS + 1].into_boxed_slice(),
+            slots: (0..=LEVELS * SLOTS).map(|_| Vec::new()).collect(),
             occupied: [0; LEVELS],
             elapsed: now,
             len: 0,
@@ -147,7 +150,11 @@ impl<T> Wheel<T> {
     /// Bytes the wheel holds on the heap besides the values' own allocations.
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Entry<T>>()
-            + self.heads.len() * std::mem::size_of::<u32>()
+            + self
+                .slots
+                .iter()
+                .map(|slot| slot.capacity() * std::mem::size_of::<u32>())
+                .sum::<usize>()
     }
 
     /// Adds `value`, due at `deadline`; a deadline at or before
@@ -159,7 +166,7 @@ impl<T> Wheel<T> {
         let index = if self.free != NIL {
             let index = self.free;
             let entry = &mut self.entries[index as usize];
-            self.free = entry.next;
+            self.free = entry.pos;
             entry.value = Some(value);
             entry.deadline = deadline;
             index
@@ -171,8 +178,7 @@ impl<T> Wheel<T> {
             self.entries.push(Entry {
                 value: Some(value),
                 deadline,
-                prev: NIL,
-                next: NIL,
+                pos: 0,
                 generation: 1,
                 list: UNLINKED,
             });
@@ -224,7 +230,7 @@ impl<T> Wheel<T> {
     /// the coarser slot holding it (where it cascades down). Never later
     /// than the earliest deadline; `None` when empty.
     pub fn next_due(&self) -> Option<Tick> {
-        if self.heads[DUE_LIST as usize] != NIL {
+        if !self.slots[DUE_LIST as usize].is_empty() {
             return Some(self.elapsed);
         }
         self.next_slot().map(|(_, _, start)| start)
@@ -254,14 +260,18 @@ impl<T> Wheel<T> {
                 Some((level, slot, start)) if start <= now => {
                     self.elapsed = self.elapsed.max(start);
                     let list = (level * SLOTS + slot) as u16;
-                    // Detach the slot's list, then place each entry again:
-                    // due ones go to the due list, the rest one level down.
-                    let mut cursor = self.take_list(list);
-                    while cursor != NIL {
-                        let next = self.entries[cursor as usize].next;
-                        self.entries[cursor as usize].list = UNLINKED;
-                        self.link(cursor);
-                        cursor = next;
+                    // Detach the slot, then place each entry again: due
+                    // ones go to the due list, the rest one level down.
+                    let mut taken = std::mem::take(&mut self.slots[list as usize]);
+                    self.clear_bit(list);
+                    for &index in &taken {
+                        self.entries[index as usize].list = UNLINKED;
+                        self.link(index);
+                    }
+                    if self.slots[list as usize].is_empty() {
+                        // Keep the slot's capacity for its next turn.
+                        taken.clear();
+                        self.slots[list as usize] = taken;
                     }
                 }
                 _ => break,
@@ -274,10 +284,9 @@ impl<T> Wheel<T> {
     /// Hands out every entry of the due list (see `advance`).
     fn fire_list(&mut self, on_due: &mut impl FnMut(TimerKey, T) -> Option<(Tick, T)>) -> usize {
         let mut fired = 0;
-        while self.heads[DUE_LIST as usize] != NIL {
-            let index = self.heads[DUE_LIST as usize];
-            self.unlink(index);
+        while let Some(index) = self.slots[DUE_LIST as usize].pop() {
             let entry = &mut self.entries[index as usize];
+            entry.list = UNLINKED;
             let value = entry.value.take().expect("a linked entry holds its value");
             let key = self.key(index);
             match on_due(key, value) {
@@ -318,8 +327,7 @@ impl<T> Wheel<T> {
         entry.generation = entry.generation.wrapping_add(1).max(1);
         entry.value = None;
         entry.list = UNLINKED;
-        entry.next = self.free;
-        entry.prev = NIL;
+        entry.pos = self.free;
         self.free = index;
     }
 
@@ -327,7 +335,7 @@ impl<T> Wheel<T> {
     fn link(&mut self, index: u32) {
         let deadline = self.entries[index as usize].deadline;
         if deadline <= self.elapsed {
-            self.push_front(DUE_LIST, index);
+            self.push(DUE_LIST, index);
             return;
         }
         // Far deadlines are placed at most 63 top-level slots ahead (the top
@@ -337,50 +345,32 @@ impl<T> Wheel<T> {
         let level = level_for(self.elapsed, placed).min(LEVELS - 1);
         let slot = ((placed >> (level as u32 * SLOT_BITS)) as usize) & (SLOTS - 1);
         self.occupied[level] |= 1 << slot;
-        self.push_front((level * SLOTS + slot) as u16, index);
+        self.push((level * SLOTS + slot) as u16, index);
     }
 
-    fn push_front(&mut self, list: u16, index: u32) {
-        let head = self.heads[list as usize];
-        {
-            let entry = &mut self.entries[index as usize];
-            entry.list = list;
-            entry.prev = NIL;
-            entry.next = head;
-        }
-        if head != NIL {
-            self.entries[head as usize].prev = index;
-        }
-        self.heads[list as usize] = index;
+    fn push(&mut self, list: u16, index: u32) {
+        let slot = &mut self.slots[list as usize];
+        let entry = &mut self.entries[index as usize];
+        entry.list = list;
+        entry.pos = slot.len() as u32;
+        slot.push(index);
     }
 
     fn unlink(&mut self, index: u32) {
-        let (list, prev, next) = {
+        let (list, pos) = {
             let e = &self.entries[index as usize];
-            (e.list, e.prev, e.next)
+            (e.list, e.pos as usize)
         };
         debug_assert_ne!(list, UNLINKED);
-        if prev == NIL {
-            self.heads[list as usize] = next;
-        } else {
-            self.entries[prev as usize].next = next;
+        let slot = &mut self.slots[list as usize];
+        slot.swap_remove(pos);
+        if let Some(&moved) = slot.get(pos) {
+            self.entries[moved as usize].pos = pos as u32;
         }
-        if next != NIL {
-            self.entries[next as usize].prev = prev;
-        }
-        if next == NIL && prev == NIL && list != DUE_LIST {
+        if slot.is_empty() && list != DUE_LIST {
             self.clear_bit(list);
         }
-        let e = &mut self.entries[index as usize];
-        e.list = UNLINKED;
-        e.prev = NIL;
-        e.next = NIL;
-    }
-
-    fn take_list(&mut self, list: u16) -> u32 {
-        let head = std::mem::replace(&mut self.heads[list as usize], NIL);
-        self.clear_bit(list);
-        head
+        self.entries[index as usize].list = UNLINKED;
     }
 
     fn clear_bit(&mut self, list: u16) {

@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::queue::{Refusal, NO_SHARD};
-use super::worker::{Inner, TicketKind};
+use super::queue::NO_SHARD;
+use super::shared::Shared;
+use crate::clock::deadline_after;
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::Arc;
 
@@ -14,8 +15,10 @@ use crate::sync::Arc;
 ///
 /// Each `write` (or `write_vectored`, or `write!`) is one record; see the
 /// [module docs](super) for ordering. A clone is a new, independent handle.
+/// With the `tracing` feature it is a `tracing_subscriber::fmt::MakeWriter`
+/// (a fresh clone per event, so each thread's events keep their order).
 pub struct WriterHandle {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     /// The shard of this handle's last record and that shard's take count
     /// then (`(gen << 8) | shard`), or `NO_SHARD`.
     last: AtomicU64,
@@ -45,53 +48,55 @@ impl WriteError {
         }
     }
 
-    fn new(refusal: Refusal, bytes: Vec<u8>) -> Self {
-        match refusal {
-            Refusal::Closed => Self::Closed(bytes),
-            Refusal::Full => Self::Full(bytes),
-            Refusal::TimedOut => Self::TimedOut(bytes),
-            Refusal::TooLarge => Self::TooLarge(bytes),
+    fn new(kind: io::ErrorKind, bytes: Vec<u8>) -> Self {
+        match kind {
+            io::ErrorKind::BrokenPipe => Self::Closed(bytes),
+            io::ErrorKind::WouldBlock => Self::Full(bytes),
+            io::ErrorKind::TimedOut => Self::TimedOut(bytes),
+            _ => Self::TooLarge(bytes),
         }
     }
 
-    fn kind(&self) -> io::ErrorKind {
+    fn parts(&self) -> (io::ErrorKind, &[u8]) {
         match self {
-            Self::Closed(_) => io::ErrorKind::BrokenPipe,
-            Self::Full(_) => io::ErrorKind::WouldBlock,
-            Self::TimedOut(_) => io::ErrorKind::TimedOut,
-            Self::TooLarge(_) => io::ErrorKind::InvalidInput,
+            Self::Closed(b) => (io::ErrorKind::BrokenPipe, b),
+            Self::Full(b) => (io::ErrorKind::WouldBlock, b),
+            Self::TimedOut(b) => (io::ErrorKind::TimedOut, b),
+            Self::TooLarge(b) => (io::ErrorKind::InvalidInput, b),
         }
+    }
+}
+
+/// What a refusal of `kind` (see `Queue::push`) says about a record of `len` bytes.
+fn describe(kind: io::ErrorKind, len: usize) -> String {
+    match kind {
+        io::ErrorKind::BrokenPipe => "the writer is closed".into(),
+        io::ErrorKind::WouldBlock => "the writer's queue is full (Reject policy)".into(),
+        io::ErrorKind::TimedOut => "the writer's queue stayed full until the timeout".into(),
+        _ => format!("a record of {len} bytes is larger than the writer's byte capacity"),
     }
 }
 
 impl fmt::Debug for WriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (name, bytes) = match self {
-            Self::Closed(b) => ("Closed", b),
-            Self::Full(b) => ("Full", b),
-            Self::TimedOut(b) => ("TimedOut", b),
-            Self::TooLarge(b) => ("TooLarge", b),
+        let name = match self {
+            Self::Closed(_) => "Closed",
+            Self::Full(_) => "Full",
+            Self::TimedOut(_) => "TimedOut",
+            Self::TooLarge(_) => "TooLarge",
         };
-        write!(f, "{name}({} bytes)", bytes.len())
+        write!(f, "{name}({} bytes)", self.parts().1.len())
     }
 }
 
 impl fmt::Display for WriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Closed(_) => f.write_str("the writer is closed; the record was handed back"),
-            Self::Full(_) => {
-                f.write_str("the queue is full (Reject policy); the record was handed back")
-            }
-            Self::TimedOut(_) => {
-                f.write_str("the queue stayed full until the timeout; the record was handed back")
-            }
-            Self::TooLarge(b) => write!(
-                f,
-                "the record ({} bytes) is larger than the writer's byte capacity",
-                b.len()
-            ),
-        }
+        let (kind, bytes) = self.parts();
+        write!(
+            f,
+            "{}; the record was handed back",
+            describe(kind, bytes.len())
+        )
     }
 }
 
@@ -99,29 +104,14 @@ impl std::error::Error for WriteError {}
 
 impl From<WriteError> for io::Error {
     fn from(e: WriteError) -> Self {
-        io::Error::new(e.kind(), e.to_string())
+        io::Error::new(e.parts().0, e.to_string())
     }
 }
 
-fn io_error(refusal: Refusal, len: usize) -> io::Error {
-    let message = match refusal {
-        Refusal::Closed => "the writer is closed".to_string(),
-        Refusal::Full => "the writer's queue is full (Reject policy)".to_string(),
-        Refusal::TimedOut => "the writer's queue stayed full until the timeout".to_string(),
-        Refusal::TooLarge => {
-            format!("a record of {len} bytes is larger than the writer's byte capacity")
-        }
-    };
-    let kind = WriteError::new(refusal, Vec::new()).kind();
-    io::Error::new(kind, message)
-}
-
 impl WriterHandle {
-    pub(super) fn new(inner: Arc<Inner>) -> Self {
-        Self {
-            inner,
-            last: AtomicU64::new(NO_SHARD),
-        }
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        let last = AtomicU64::new(NO_SHARD);
+        Self { shared, last }
     }
 
     /// Queues `record` as one record, without going through `io::Error`.
@@ -132,10 +122,7 @@ impl WriterHandle {
         if record.is_empty() {
             return Ok(());
         }
-        match self.inner.queue.push(&record, &self.last) {
-            Ok(()) => Ok(()),
-            Err(refusal) => Err(WriteError::new(refusal, record)),
-        }
+        (self.shared.queue.push(&record, &self.last)).map_err(|kind| WriteError::new(kind, record))
     }
 
     /// Queues `record` (copied) as one record; `&self`, so a shared handle
@@ -145,54 +132,45 @@ impl WriterHandle {
     /// As [`Write::write`]: `BrokenPipe` when closed, `WouldBlock` when full
     /// under `Reject`, `TimedOut` under `BlockTimeout`, `InvalidInput` when
     /// larger than the byte capacity.
+    #[inline]
     pub fn write_record(&self, record: &[u8]) -> io::Result<()> {
         if record.is_empty() {
             return Ok(());
         }
-        self.inner
-            .queue
-            .push(record, &self.last)
-            .map_err(|r| io_error(r, record.len()))
+        let refused = |kind| io::Error::new(kind, describe(kind, record.len()));
+        self.shared.queue.push(record, &self.last).map_err(refused)
     }
 
-    /// Like [`flush`](Write::flush), giving up after `timeout`.
+    /// Like [`flush`](Write::flush), giving up after `timeout`
+    /// (`Duration::MAX`: never).
     ///
     /// # Errors
     /// Those of `flush`, and `TimedOut`.
     pub fn flush_timeout(&self, timeout: Duration) -> io::Result<()> {
-        let deadline = std::time::Instant::now().checked_add(timeout);
-        self.inner.request(TicketKind::Flush, deadline)
+        self.shared
+            .request(false, deadline_after(Instant::now(), timeout))
     }
 
     /// `true` once the writer is closed (writes fail from then on).
     pub fn is_closed(&self) -> bool {
-        self.inner.queue.closed.load(Ordering::Acquire)
+        self.shared.queue.closed.load(Ordering::Acquire)
     }
 
-    fn flush_inner(&self) -> io::Result<()> {
-        self.inner.request(TicketKind::Flush, None)
-    }
-
-    fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let nonempty = bufs.iter().filter(|b| !b.is_empty()).count();
-        if nonempty <= 1 {
-            let only = bufs
-                .iter()
-                .find(|b| !b.is_empty())
-                .map_or(&[][..], |b| &b[..]);
-            self.write_record(only)?;
-            return Ok(total);
+    fn write_vectored_record(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let total = bufs.iter().map(|b| b.len()).sum();
+        let mut parts = bufs.iter().filter(|b| !b.is_empty());
+        match (parts.next(), parts.next()) {
+            (only, None) => self.write_record(only.map_or(&[][..], |b| &b[..]))?,
+            _ => {
+                let mut record = Vec::with_capacity(total);
+                bufs.iter().for_each(|b| record.extend_from_slice(b));
+                self.write_record(&record)?;
+            }
         }
-        let mut record = Vec::with_capacity(total);
-        for buf in bufs {
-            record.extend_from_slice(buf);
-        }
-        self.write_record(&record)?;
         Ok(total)
     }
 
-    fn write_fmt_inner(&self, args: fmt::Arguments<'_>) -> io::Result<()> {
+    fn write_fmt_record(&self, args: fmt::Arguments<'_>) -> io::Result<()> {
         match args.as_str() {
             Some(s) => self.write_record(s.as_bytes()),
             None => self.write_record(fmt::format(args).as_bytes()),
@@ -202,7 +180,7 @@ impl WriterHandle {
 
 impl Clone for WriterHandle {
     fn clone(&self) -> Self {
-        Self::new(Arc::clone(&self.inner))
+        Self::new(Arc::clone(&self.shared))
     }
 }
 
@@ -214,55 +192,45 @@ impl fmt::Debug for WriterHandle {
     }
 }
 
-/// One call, one record. `flush` returns once every record accepted before
-/// it reached the sink and the sink was flushed.
-impl Write for WriterHandle {
-    #[inline]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_record(buf)?;
-        Ok(buf.len())
-    }
+/// One call, one record (`write_all` and `write!` too, never one record per
+/// piece). `flush` returns once every record accepted before it reached the
+/// sink and the sink was flushed.
+macro_rules! record_writer {
+    ($($ty:ty),*) => {$(
+        impl Write for $ty {
+            #[inline]
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.write_record(buf)?;
+                Ok(buf.len())
+            }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.write_vectored_inner(bufs)
-    }
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.write_vectored_record(bufs)
+            }
 
-    /// One record for the whole buffer (the default would loop on `write`,
-    /// which takes everything at once anyway).
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.write_record(buf)
-    }
+            fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+                self.write_record(buf)
+            }
 
-    /// The formatted text is one record, never one per piece.
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
-        self.write_fmt_inner(args)
-    }
+            fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
+                self.write_fmt_record(args)
+            }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.flush_inner()
-    }
+            fn flush(&mut self) -> io::Result<()> {
+                self.flush_timeout(Duration::MAX)
+            }
+        }
+    )*};
 }
 
-impl Write for &WriterHandle {
-    #[inline]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_record(buf)?;
-        Ok(buf.len())
-    }
+record_writer!(WriterHandle, &WriterHandle);
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.write_vectored_inner(bufs)
-    }
+/// A fresh clone per event: each thread's events reach the sink in order.
+#[cfg(feature = "tracing")]
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for WriterHandle {
+    type Writer = WriterHandle;
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.write_record(buf)
-    }
-
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
-        self.write_fmt_inner(args)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.flush_inner()
+    fn make_writer(&'a self) -> WriterHandle {
+        self.clone()
     }
 }

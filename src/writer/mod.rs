@@ -26,52 +26,49 @@
 //! assert!(handle.write_all(b"late\n").is_err()); // closed: the write fails
 //! ```
 //!
-//! # Records
+//! Under `tracing` (feature `tracing`), a handle is the subscriber's
+//! `MakeWriter` and the [`SerialWriter`] the guard that drains on drop:
+//!
+#![cfg_attr(feature = "tracing", doc = "```")]
+#![cfg_attr(not(feature = "tracing"), doc = "```ignore")]
+//! let (handle, _guard) = sheaf::SerialWriter::builder(std::io::stdout()).build_pair()?;
+//! tracing_subscriber::fmt().with_writer(handle).init();
+//! tracing::info!("written by the writer thread");
+//! # Ok::<(), sheaf::ConfigError>(())
+//! ```
+//!
+//! # Records and order
 //!
 //! One `write` call on a [`WriterHandle`] is one record (so is one
-//! `write_vectored`, and one `write!`/`writeln!`): its bytes are copied into
-//! the queue and reach the sink in one piece, never interleaved with another
-//! record. Records of one handle reach the sink in the order they were
-//! written, also when the handle moves between threads; so do the records a
-//! thread writes through handles that live on it (one handle cloned per
-//! event, as a `tracing_subscriber` `MakeWriter` does). Records of different
+//! `write_vectored`, and one `write!`): its bytes reach the sink in one
+//! piece, never interleaved with another record. Records of one handle reach
+//! the sink in the order written, also when the handle moves between
+//! threads; so do the records of one thread through handles that live on it
+//! (a clone per event, as a `MakeWriter` does). Records of different
 //! threads through different handles are not ordered with each other.
 //!
-//! # Queue
+//! # Queue and writer thread
 //!
-//! The queue is a set of shards, each a list of fixed-size byte chunks
-//! behind its own lock. A thread appends to its own shard, so producers do
-//! not contend with each other, and a record costs one copy into the
-//! current chunk: no allocation, since chunks are recycled (a shard gets
-//! back the chunks its own records came in, which its core wrote last). The
-//! writer thread swaps a shard's chunks out in one short critical section,
-//! cuts them into sink calls of up to
+//! Each thread appends to its own shard: a list of recycled byte chunks
+//! behind its own lock, so producers share no lock, a record costs one copy
+//! and no allocation, and a producer never waits for the writer thread while
+//! there is room. The writer thread swaps a shard's chunks out in one short
+//! critical section, cuts them into sink calls of up to
 //! [`coalesce`](SerialWriterBuilder::coalesce) bytes at record boundaries
-//! (small pieces are gathered into one reused buffer), and hands each to the
-//! sink in one `write_all`. A channel of one boxed record per item (what
-//! `tracing-appender` does) would cost an allocation and a cross-thread free
-//! per record, which is what this layout avoids.
-//!
-//! After a cycle that found less than one sink call's worth of records the
-//! writer thread [lingers](SerialWriterBuilder::linger) (100 µs by default)
-//! before it looks again, so that a steady stream of small records becomes
-//! few large sink calls instead of a wake-up every few records. A producer
-//! that finds its shard four chunks ahead of the writer thread yields its
-//! time slice once per new chunk: on a machine with fewer cores than busy
-//! threads that is what lets the writer thread run.
+//! (small pieces gathered into one reused buffer), and after a cycle that
+//! found less than one sink call's worth it [lingers](SerialWriterBuilder::linger)
+//! so a stream of small records becomes few large sink calls. Periods (the
+//! hooks, the linger) run on the builder's [`Clock`].
 //!
 //! The queue is bounded in records ([`capacity_items`](SerialWriterBuilder::capacity_items))
 //! and bytes ([`capacity_bytes`](SerialWriterBuilder::capacity_bytes)); a
-//! record counts until the sink call that carries it returns, so the bound
-//! covers what the writer thread holds too. When it is full, the
-//! [`Overflow`] policy decides: wait (the default), wait up to a timeout,
-//! drop the new record, evict the oldest queued records, or refuse. A record
-//! larger than the byte capacity is refused at once
-//! ([`WriteError::TooLarge`]), never waited for. Room is handed to shards in
-//! portions (a quarter of the capacity spread over the shards), so a writer
-//! may find the queue full while up to a quarter of it is reserved by other
-//! shards that hold records; the capacity itself is never exceeded. Under
-//! `DropOldest`, records already in the writer thread's hands cannot be
+//! record counts until the sink call carrying it returns. When it is full
+//! the [`Overflow`] policy decides. A record larger than the byte capacity
+//! is refused at once ([`WriteError::TooLarge`]). Room is handed to shards
+//! in portions (a quarter of the capacity spread over the shards), so a
+//! writer may find the queue full while up to a quarter of it is reserved
+//! by shards that hold records; the capacity itself is never exceeded.
+//! Under `DropOldest`, records in the writer thread's hands cannot be
 //! evicted: when every queued record is, the new one is dropped instead
 //! (counted in `dropped_newest`).
 //!
@@ -87,24 +84,26 @@
 //! [`Overflow::DropNewest`], counted in `dropped_newest`.
 
 mod handle;
-mod lifecycle;
+mod hooks;
 mod queue;
+mod shared;
 mod stats;
 mod worker;
 
 use std::fmt;
 use std::io::{self, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub use crate::channel::Overflow;
+pub use crate::overflow::Overflow;
 pub use handle::{WriteError, WriterHandle};
 pub use stats::{CloseReport, ErrorOrigin, ErrorRecord, WriterStats};
 
-use crate::sync::atomic::Ordering;
+use crate::clock::{Clock, MonotonicClock};
+use crate::error::ConfigError;
 use crate::sync::{thread, Arc};
-use crate::ConfigError;
-use queue::Queue;
-use worker::{Inner, Settings, SinkOps, Typed};
+pub use shared::LifecycleError;
+use shared::{AsyncHook, Settings, Shared};
+use worker::SyncHook;
 
 /// Default [`capacity_items`](SerialWriterBuilder::capacity_items): 1 Mi records.
 pub const DEFAULT_CAPACITY_ITEMS: usize = 1 << 20;
@@ -126,10 +125,9 @@ pub const DEFAULT_DROP_DEADLINE: Duration = Duration::from_secs(1);
 /// Most shards a queue can have.
 pub const MAX_SHARDS: usize = 63;
 
-/// A sink made of a closure; see [`SerialWriter::builder_fn`].
-///
-/// Its `write` hands the whole buffer to the closure (so one sink call is
-/// one closure call) and its `flush` does nothing.
+/// A sink made of a closure; see [`SerialWriter::builder_fn`]. Its `write`
+/// hands the whole buffer to the closure (one sink call, one closure call);
+/// its `flush` does nothing.
 pub struct FnSink<F>(pub F);
 
 impl<F: FnMut(&[u8]) -> io::Result<()>> Write for FnSink<F> {
@@ -149,26 +147,18 @@ impl<F> fmt::Debug for FnSink<F> {
     }
 }
 
-type SyncHook<W> = Box<dyn FnMut(&mut W) -> io::Result<()> + Send>;
-/// Shared with each hook run's thread; a plain `std` `Arc` (loom's cannot
-/// hold a `dyn` value, and the async hook is not part of the loom models).
-type AsyncHook = std::sync::Arc<dyn Fn() + Send + Sync>;
-
 /// Configures a [`SerialWriter`]; see [`SerialWriter::builder`].
 pub struct SerialWriterBuilder<W> {
     sink: W,
     capacity_items: usize,
     capacity_bytes: usize,
     overflow: Overflow,
-    coalesce: usize,
     sync: Option<(Duration, SyncHook<W>)>,
-    async_hook: Option<(Duration, Option<usize>, AsyncHook)>,
-    errors_kept: usize,
-    flush_when_idle: bool,
-    linger: Duration,
+    async_hook: Option<AsyncHook>,
+    settings: Settings,
     drop_deadline: Duration,
     shards: Option<usize>,
-    thread_name: String,
+    clock: Box<dyn Clock>,
 }
 
 impl<W> fmt::Debug for SerialWriterBuilder<W> {
@@ -177,15 +167,8 @@ impl<W> fmt::Debug for SerialWriterBuilder<W> {
             .field("capacity_items", &self.capacity_items)
             .field("capacity_bytes", &self.capacity_bytes)
             .field("overflow", &self.overflow)
-            .field("coalesce", &self.coalesce)
-            .field("sync_every", &self.sync.as_ref().map(|s| s.0))
-            .field("async_every", &self.async_hook.as_ref().map(|a| (a.0, a.1)))
-            .field("errors_kept", &self.errors_kept)
-            .field("flush_when_idle", &self.flush_when_idle)
-            .field("linger", &self.linger)
-            .field("drop_deadline", &self.drop_deadline)
             .field("shards", &self.shards)
-            .field("thread_name", &self.thread_name)
+            .field("thread_name", &self.settings.thread_name)
             .finish_non_exhaustive()
     }
 }
@@ -211,18 +194,18 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
     }
 
     /// Gather queued records into sink calls of up to `max_bytes` (default
-    /// [`DEFAULT_COALESCE`]); a record larger than that goes alone. `0`
-    /// turns coalescing off: one sink call per record.
+    /// [`DEFAULT_COALESCE`]); a larger record goes alone. `0`: one sink call
+    /// per record.
     pub fn coalesce(mut self, max_bytes: usize) -> Self {
-        self.coalesce = max_bytes;
+        self.settings.coalesce = max_bytes;
         self
     }
 
     /// Runs `hook` on the writer thread every `period`, between two sink
-    /// calls, with `&mut` access to the sink (an `fsync`, a commit). An error
-    /// it returns is recorded; a panic in it is caught and recorded. It also
-    /// runs at [`SerialWriter::sync_now`] and once more at
-    /// [`close`](SerialWriter::close) and [`stop`](SerialWriter::stop).
+    /// calls, with `&mut` access to the sink (an `fsync`, a commit). Its
+    /// errors and panics are recorded. It also runs at
+    /// [`SerialWriter::sync_now`], [`stop`](SerialWriter::stop) and
+    /// [`close`](SerialWriter::close).
     pub fn sync_every(
         mut self,
         period: Duration,
@@ -232,48 +215,47 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
         self
     }
 
-    /// Runs `hook` every `period` on a thread of its own (off the writer
-    /// thread), with at most `max_concurrent` runs at once (`None`: no
-    /// limit). A tick that finds the limit reached is skipped and counted
-    /// in `async_skipped`; a panic in the hook is caught and recorded.
+    /// Runs `hook` every `period` off the writer thread, at most
+    /// `max_concurrent` runs at once (`None`: no limit). A tick that finds
+    /// the limit reached is skipped and counted in `async_skipped`; a panic
+    /// is caught and recorded. One ticker thread hands runs to hook threads,
+    /// started as concurrent runs need them and then reused.
     pub fn async_every(
         mut self,
         period: Duration,
         max_concurrent: Option<usize>,
         hook: impl Fn() + Send + Sync + 'static,
     ) -> Self {
-        self.async_hook = Some((period, max_concurrent, std::sync::Arc::new(hook)));
+        self.async_hook = Some((period, max_concurrent, Box::new(hook)));
         self
     }
 
     /// How many recent errors [`SerialWriter::errors`] keeps (default
     /// [`DEFAULT_ERRORS_KEPT`]; every error is counted either way).
     pub fn errors_kept(mut self, errors: usize) -> Self {
-        self.errors_kept = errors;
+        self.settings.errors_kept = errors;
         self
     }
 
     /// Flush the sink whenever the queue runs empty (default `true`), so a
-    /// buffered sink does not sit on the last records until the next flush.
+    /// buffered sink does not sit on the last records.
     pub fn flush_when_idle(mut self, on: bool) -> Self {
-        self.flush_when_idle = on;
+        self.settings.flush_when_idle = on;
         self
     }
 
     /// How long the writer thread sleeps after a cycle that found less than
-    /// one sink call's worth of records (default [`DEFAULT_LINGER`]), so
-    /// that under a steady trickle of records it makes fewer, larger sink
-    /// calls and does not contend with the producers for every few records.
-    /// Producers do not wake it meanwhile; a flush, stop or close does.
-    /// After an idle period the first record wakes it at once. `ZERO`: never
-    /// linger.
+    /// one sink call's worth of records (default [`DEFAULT_LINGER`]), so a
+    /// steady trickle becomes fewer, larger sink calls. Producers do not
+    /// wake it meanwhile; a flush, stop or close does. After an idle period
+    /// the first record wakes it at once. `ZERO`: never linger.
     pub fn linger(mut self, linger: Duration) -> Self {
-        self.linger = linger;
+        self.settings.linger = linger;
         self
     }
 
     /// Deadline of the [`close`](SerialWriter::close) run when the
-    /// `SerialWriter` is dropped without one (default [`DEFAULT_DROP_DEADLINE`]).
+    /// `SerialWriter` is dropped (default [`DEFAULT_DROP_DEADLINE`]).
     pub fn drop_deadline(mut self, deadline: Duration) -> Self {
         self.drop_deadline = deadline;
         self
@@ -286,9 +268,19 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
         self
     }
 
-    /// Name of the writer thread (default `"sheaf-writer"`).
+    /// Name of the writer thread (default `"sheaf-writer"`; the async hook's
+    /// threads get `-ticker` and `-hook` appended).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
-        self.thread_name = name.into();
+        self.settings.thread_name = name.into();
+        self
+    }
+
+    /// The clock the hook periods and the linger run on (default
+    /// [`MonotonicClock`]); a [`ManualClock`](crate::clock::ManualClock)
+    /// makes them exact in tests. Deadlines of waiting callers
+    /// (`close`, `stop`, `flush_timeout`, `BlockTimeout`) are real time.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Box::new(clock);
         self
     }
 
@@ -296,131 +288,103 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
     ///
     /// # Errors
     /// [`ConfigError`] when a capacity is 0, a hook period is zero, the
-    /// async limit is `Some(0)`, the shard count is out of range, or the
-    /// writer thread could not be started.
+    /// async limit is `Some(0)`, the shard count is out of range, or a
+    /// thread could not be started.
     pub fn build(self) -> Result<SerialWriter, ConfigError> {
-        if self.capacity_items == 0 {
-            return Err(ConfigError::new(
-                "capacity_items",
-                "0 cannot hold a record; use 1 or more",
-            ));
-        }
-        if self.capacity_bytes == 0 {
-            return Err(ConfigError::new(
-                "capacity_bytes",
-                "0 cannot hold a record; use 1 or more",
-            ));
-        }
-        if self.sync.as_ref().is_some_and(|s| s.0.is_zero()) {
-            return Err(ConfigError::new(
-                "sync_every",
-                "a zero period would run the hook in a busy loop; use a positive duration",
-            ));
-        }
-        if let Some((period, max, _)) = &self.async_hook {
-            if period.is_zero() {
-                return Err(ConfigError::new(
-                    "async_every",
-                    "a zero period would start hooks in a busy loop; use a positive duration",
-                ));
-            }
-            if *max == Some(0) {
-                return Err(ConfigError::new(
-                    "async_every",
-                    "max_concurrent Some(0) never runs the hook; use Some(1) or more, or None",
-                ));
-            }
-        }
+        let zero = "0 cannot hold a record; use 1 or more";
+        let busy = "a zero period would run the hook in a busy loop; use a positive duration";
         let shards = self.shards.unwrap_or_else(default_shards);
-        if shards == 0 || shards > MAX_SHARDS {
-            return Err(ConfigError::new(
+        let check = [
+            (self.capacity_items == 0, "capacity_items", zero.to_string()),
+            (self.capacity_bytes == 0, "capacity_bytes", zero.to_string()),
+            (
+                self.sync.as_ref().is_some_and(|s| s.0.is_zero()),
+                "sync_every",
+                busy.to_string(),
+            ),
+            (
+                self.async_hook.as_ref().is_some_and(|a| a.0.is_zero()),
+                "async_every",
+                busy.to_string(),
+            ),
+            (
+                self.async_hook.as_ref().is_some_and(|a| a.1 == Some(0)),
+                "async_every",
+                "max_concurrent Some(0) never runs the hook; use Some(1) or more, or None".into(),
+            ),
+            (
+                shards == 0 || shards > MAX_SHARDS,
                 "shards",
                 format!("{shards} is out of range; use 1 to {MAX_SHARDS}"),
-            ));
+            ),
+        ];
+        if let Some((_, setting, message)) = check.into_iter().find(|c| c.0) {
+            return Err(ConfigError::new(setting, message));
         }
-        let (sync_period, hook) = match self.sync {
-            Some((period, hook)) => (Some(period), Some(hook)),
-            None => (None, None),
-        };
-        let sink: Box<dyn SinkOps> = Box::new(Typed {
-            sink: self.sink,
-            sync: hook,
-        });
-        let settings = Settings {
-            coalesce: self.coalesce,
-            sync_period,
-            async_hook: self.async_hook,
-            errors_kept: self.errors_kept,
-            flush_when_idle: self.flush_when_idle,
-            linger: self.linger,
-            thread_name: self.thread_name,
-        };
-        let chunk = if self.coalesce == 0 {
-            DEFAULT_COALESCE
-        } else {
-            self.coalesce.clamp(4 << 10, 1 << 20)
-        };
-        let queue = Queue::new(
-            shards,
+        let (items, bytes, co) = (
             self.capacity_items,
             self.capacity_bytes,
-            self.overflow,
-            chunk,
+            self.settings.coalesce,
         );
-        let inner = Arc::new(Inner::new(queue, settings, sink));
-        match Inner::start(&inner) {
-            Ok(()) => Ok(SerialWriter {
-                inner,
-                drop_deadline: self.drop_deadline,
-            }),
-            Err(e) => Err(ConfigError::new(
-                "thread",
-                format!("could not start the writer thread: {e}"),
-            )),
+        let chunk = if co == 0 {
+            DEFAULT_COALESCE
+        } else {
+            co.clamp(4 << 10, 1 << 20)
+        };
+        let queue = queue::Queue::new(shards, items, bytes, self.overflow, chunk);
+        let (mut settings, sink) = (self.settings, self.sink);
+        let (sync_period, sync_hook) = self.sync.unzip();
+        settings.sync_period = sync_period;
+        settings.linger_bytes = co.clamp(1, DEFAULT_COALESCE) as u64;
+        let name = settings.thread_name.clone();
+        let has_async = self.async_hook.is_some();
+        let shared = Arc::new(Shared::new(queue, settings, self.clock, self.async_hook));
+        let writer = SerialWriter {
+            shared: Arc::clone(&shared),
+            drop_deadline: self.drop_deadline,
+        };
+        let spawn = |suffix: &str, body: Box<dyn FnOnce() + Send>| {
+            let spawned = thread::Builder::new()
+                .name(format!("{name}{suffix}"))
+                .spawn(body);
+            spawned.map(drop).map_err(|e| {
+                let message = format!("could not start the writer's threads: {e}");
+                ConfigError::new("thread", message)
+            })
+        };
+        let for_writer = Arc::clone(&shared);
+        if let Err(e) = spawn(
+            "",
+            Box::new(move || worker::run(for_writer, sink, sync_hook)),
+        ) {
+            // Nothing to drain: close only marks it closed.
+            shared.close(Duration::ZERO);
+            return Err(e);
         }
+        if has_async {
+            let for_ticker = Arc::clone(&shared);
+            spawn("-ticker", Box::new(move || hooks::run_ticker(for_ticker)))?;
+        }
+        Ok(writer)
+    }
+
+    /// [`build`](Self::build), as a `(handle, guard)` pair (what
+    /// `tracing_appender::non_blocking` returns): the [`SerialWriter`] is
+    /// the guard. Keep it alive; dropping it closes the writer, draining
+    /// within the [`drop_deadline`](Self::drop_deadline). (`let (h, _) =`
+    /// drops it at once.)
+    ///
+    /// # Errors
+    /// Those of `build`.
+    pub fn build_pair(self) -> Result<(WriterHandle, SerialWriter), ConfigError> {
+        let writer = self.build()?;
+        Ok((writer.handle(), writer))
     }
 }
 
 fn default_shards() -> usize {
     (crate::sync::available_cpus() * 4).clamp(8, 32)
 }
-
-/// Why a lifecycle call ([`start`](SerialWriter::start),
-/// [`stop`](SerialWriter::stop), [`restart`](SerialWriter::restart)) did
-/// nothing or did not finish.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum LifecycleError {
-    /// `start` while the writer runs.
-    AlreadyRunning,
-    /// `stop` while the writer is not running.
-    NotRunning,
-    /// The writer was closed; it cannot start again.
-    Closed,
-    /// The previous writer thread has not finished yet (it is still
-    /// draining, or stuck in the sink), so it still owns the sink.
-    StillStopping,
-    /// `stop` ran out of time: the writer thread is still draining (or
-    /// stuck in the sink); it stops on its own once done.
-    TimedOut,
-    /// The writer thread could not be started.
-    Spawn(io::Error),
-}
-
-impl fmt::Display for LifecycleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::AlreadyRunning => f.write_str("the writer is already running"),
-            Self::NotRunning => f.write_str("the writer is not running"),
-            Self::Closed => f.write_str("the writer is closed"),
-            Self::StillStopping => f.write_str("the previous writer thread has not finished (draining, or stuck in the sink)"),
-            Self::TimedOut => f.write_str("the writer thread did not finish by the deadline; it stops once its sink call returns"),
-            Self::Spawn(e) => write!(f, "could not start the writer thread: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for LifecycleError {}
 
 /// Many writers, one sink: see the [module docs](self).
 ///
@@ -429,7 +393,7 @@ impl std::error::Error for LifecycleError {}
 /// [`drop_deadline`](SerialWriterBuilder::drop_deadline)), after which the
 /// handles' writes fail.
 pub struct SerialWriter {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     drop_deadline: Duration,
 }
 
@@ -442,15 +406,20 @@ impl SerialWriter {
             capacity_items: DEFAULT_CAPACITY_ITEMS,
             capacity_bytes: DEFAULT_CAPACITY_BYTES,
             overflow: Overflow::Block,
-            coalesce: DEFAULT_COALESCE,
             sync: None,
             async_hook: None,
-            errors_kept: DEFAULT_ERRORS_KEPT,
-            flush_when_idle: true,
-            linger: DEFAULT_LINGER,
+            settings: Settings {
+                coalesce: DEFAULT_COALESCE,
+                sync_period: None,
+                errors_kept: DEFAULT_ERRORS_KEPT,
+                flush_when_idle: true,
+                linger: DEFAULT_LINGER,
+                linger_bytes: DEFAULT_COALESCE as u64,
+                thread_name: "sheaf-writer".to_string(),
+            },
             drop_deadline: DEFAULT_DROP_DEADLINE,
             shards: None,
-            thread_name: "sheaf-writer".to_string(),
+            clock: Box::new(MonotonicClock),
         }
     }
 
@@ -466,30 +435,29 @@ impl SerialWriter {
     /// A new writer into the queue. Cheap; every handle (and clone) writes
     /// independently.
     pub fn handle(&self) -> WriterHandle {
-        WriterHandle::new(Arc::clone(&self.inner))
+        WriterHandle::new(Arc::clone(&self.shared))
     }
 
-    /// Starts the writer thread again after [`stop`](Self::stop).
+    /// Lets the writer thread write again after [`stop`](Self::stop).
     ///
     /// # Errors
-    /// [`LifecycleError::AlreadyRunning`], [`LifecycleError::Closed`],
-    /// [`LifecycleError::StillStopping`] when the previous thread still owns
-    /// the sink, or [`LifecycleError::Spawn`].
+    /// [`LifecycleError::AlreadyRunning`] or [`LifecycleError::Closed`].
     pub fn start(&self) -> Result<(), LifecycleError> {
-        Inner::start(&self.inner)
+        self.shared.start()
     }
 
-    /// Stops the writer thread: it writes what is queued when it sees the
-    /// request, flushes the sink, runs the sync hook, and exits. Writes go
-    /// on being accepted (and queue up, under the overflow policy) until
-    /// [`start`](Self::start) or [`close`](Self::close); flushes fail
-    /// meanwhile. Returns within `deadline`.
+    /// Stops writing: the writer thread writes what is queued when it sees
+    /// the request, flushes the sink, runs the sync hook, and idles; the
+    /// async hook pauses. Writes go on being accepted (and queue up, under
+    /// the overflow policy) until [`start`](Self::start) or
+    /// [`close`](Self::close); flushes fail meanwhile. Returns within
+    /// `deadline`.
     ///
     /// # Errors
     /// [`LifecycleError::NotRunning`], or [`LifecycleError::TimedOut`] when
-    /// the thread had not finished by the deadline (it stops on its own).
+    /// the writer thread had not finished by the deadline.
     pub fn stop(&self, deadline: Duration) -> Result<(), LifecycleError> {
-        self.inner.stop(deadline)
+        self.shared.stop(deadline)
     }
 
     /// [`stop`](Self::stop) then [`start`](Self::start).
@@ -497,20 +465,20 @@ impl SerialWriter {
     /// # Errors
     /// Those of `stop` (except `NotRunning`, which is ignored) and `start`.
     pub fn restart(&self, deadline: Duration) -> Result<(), LifecycleError> {
-        match self.inner.stop(deadline) {
-            Ok(()) | Err(LifecycleError::NotRunning) => Inner::start(&self.inner),
+        match self.shared.stop(deadline) {
+            Ok(()) | Err(LifecycleError::NotRunning) => self.shared.start(),
             Err(e) => Err(e),
         }
     }
 
-    /// `true` while the writer thread runs (between start and stop or close).
+    /// `true` while the writer writes (between start and stop or close).
     pub fn is_running(&self) -> bool {
-        self.inner.is_running()
+        self.shared.is_running()
     }
 
-    /// Time since the last start; zero when not running.
+    /// Time since the last start, on the writer's clock; zero when not running.
     pub fn uptime(&self) -> Duration {
-        self.inner.uptime()
+        self.shared.uptime()
     }
 
     /// Refuses further writes, writes everything accepted to the sink,
@@ -521,22 +489,22 @@ impl SerialWriter {
     /// Never hangs: when the sink is stuck, `close` returns at the deadline
     /// and reports the records it never handed over (`unwritten`) and those
     /// in the sink call that had not returned (`in_flight`); the writer
-    /// thread is left to leave that call on its own and makes no further
-    /// sink calls. Idempotent: a later call returns the first report (a
-    /// concurrent one waits for it up to its own deadline).
+    /// thread leaves that call on its own and makes no further sink calls.
+    /// Idempotent: a later call returns the first report (a concurrent one
+    /// waits for it up to its own deadline).
     pub fn close(&self, deadline: Duration) -> CloseReport {
-        Inner::close(&self.inner, deadline)
+        self.shared.close(deadline)
     }
 
     /// Returns once every record accepted before the call (through any
     /// handle) reached the sink and the sink was flushed.
     ///
     /// # Errors
-    /// When the writer is not running or is closed, when the sink's flush
-    /// or one of its writes failed meanwhile (see [`errors`](Self::errors)),
-    /// or when called from the writer thread (inside the sink or a hook).
+    /// When the writer is stopped or closed, when the sink's flush or one of
+    /// its writes failed meanwhile (see [`errors`](Self::errors)), or when
+    /// called from the writer thread (inside the sink or a hook).
     pub fn flush(&self) -> io::Result<()> {
-        self.inner.request(worker::TicketKind::Flush, None)
+        self.shared.request(false, None)
     }
 
     /// Like [`flush`](Self::flush), then runs the sync hook (if one was
@@ -546,31 +514,29 @@ impl SerialWriter {
     /// # Errors
     /// Those of `flush`, and the hook's error or panic.
     pub fn sync_now(&self) -> io::Result<()> {
-        self.inner.request(worker::TicketKind::Sync, None)
+        self.shared.request(true, None)
     }
 
     /// Counters; see [`WriterStats`].
     pub fn stats(&self) -> WriterStats {
-        self.inner.stats()
+        self.shared.stats()
     }
 
     /// The most recent error (sink, flush, hook or panic), if any.
     pub fn last_error(&self) -> Option<ErrorRecord> {
-        self.inner.errors.lock().back().cloned()
+        self.shared.last_error()
     }
 
     /// The most recent errors, oldest first, at most
     /// [`errors_kept`](SerialWriterBuilder::errors_kept) of them.
     pub fn errors(&self) -> Vec<ErrorRecord> {
-        self.inner.errors.lock().iter().cloned().collect()
+        self.shared.errors()
     }
 }
 
 impl Drop for SerialWriter {
     fn drop(&mut self) {
-        if !self.inner.queue.closed.load(Ordering::Acquire) {
-            Inner::close(&self.inner, self.drop_deadline);
-        }
+        self.shared.close(self.drop_deadline);
     }
 }
 
@@ -578,29 +544,9 @@ impl fmt::Debug for SerialWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SerialWriter")
             .field("running", &self.is_running())
-            .field("shards", &self.inner.queue.shard_count())
-            .field("overflow", &self.inner.queue.overflow)
+            .field("shards", &self.shared.queue.shard_count())
+            .field("overflow", &self.shared.queue.overflow)
             .finish_non_exhaustive()
-    }
-}
-
-/// Sleeps on `thread::park` until `done()` or `deadline`; `false` on timeout.
-/// Callers register themselves where the waking side looks before calling.
-fn park_until(deadline: Option<Instant>, mut done: impl FnMut() -> bool) -> bool {
-    loop {
-        if done() {
-            return true;
-        }
-        match deadline {
-            None => thread::park(),
-            Some(deadline) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return done();
-                }
-                thread::park_timeout(deadline - now);
-            }
-        }
     }
 }
 

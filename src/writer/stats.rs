@@ -73,6 +73,8 @@ pub struct WriterStats {
     pub async_skipped: u64,
     /// Async hook runs that panicked.
     pub async_panics: u64,
+    /// Async hook runs in progress now.
+    pub async_running: u64,
     /// Errors recorded in all (the history keeps the most recent).
     pub errors: u64,
 }

@@ -753,8 +753,11 @@ fn async_hook_concurrency_is_bounded_and_extra_ticks_skipped() {
         })
         .build()
         .unwrap();
-    // Two runs block on the gate; every later tick must be skipped.
-    while writer.stats().async_skipped < 5 {
+    // Two runs block on the gate; every later tick must be skipped. Wait
+    // for that state (both runs inside the hook, five ticks skipped): a run
+    // is counted when it is handed to a hook thread, which may not have
+    // entered the hook yet on a loaded machine.
+    while writer.stats().async_skipped < 5 || current.load(Ordering::SeqCst) < 2 {
         thread::sleep(Duration::from_millis(1));
     }
     let s = writer.stats();
@@ -982,7 +985,7 @@ fn credit_returns_to_the_pool_once_everything_is_written() {
     // unspent chunk; every record's credit came back after its sink call.
     let s = writer.stats();
     assert_eq!((s.queued, s.queued_bytes), (0, 0));
-    assert_eq!(writer.inner.queue.available(), (1_000, 100_000));
+    assert_eq!(writer.shared.queue.available(), (1_000, 100_000));
     writer.close(LONG);
 }
 
@@ -1118,5 +1121,119 @@ fn tracing_subscriber_writes_every_event_line_once() {
             })
             .collect();
         assert_eq!(order, (0..k).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn sync_hook_period_runs_on_the_writers_clock() {
+    let clock = crate::clock::ManualClock::new();
+    let runs = Arc::new(AtomicU64::new(0));
+    let r = Arc::clone(&runs);
+    let writer = SerialWriter::builder(io::sink())
+        .clock(clock.clone())
+        .sync_every(Duration::from_secs(10), move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    // Each flush is a cycle of the writer thread: it runs the hook if due.
+    writer.flush().unwrap();
+    assert_eq!(writer.stats().sync_runs, 0);
+    clock.advance(Duration::from_secs(9));
+    writer.flush().unwrap();
+    assert_eq!(writer.stats().sync_runs, 0);
+    clock.advance(Duration::from_secs(1));
+    writer.flush().unwrap();
+    assert_eq!(writer.stats().sync_runs, 1);
+    // Ticks missed entirely are not made up: one run, the next period from it.
+    clock.advance(Duration::from_secs(35));
+    writer.flush().unwrap();
+    writer.flush().unwrap();
+    assert_eq!(writer.stats().sync_runs, 2);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(writer.uptime(), Duration::from_secs(45));
+    writer.stop(LONG).unwrap();
+    assert_eq!(writer.uptime(), Duration::ZERO);
+    assert_eq!(writer.stats().sync_runs, 3, "stop runs the hook once more");
+}
+
+#[test]
+fn async_hook_ticks_on_the_writers_clock_on_one_reused_thread() {
+    let clock = crate::clock::ManualClock::new();
+    let (tx, rx) = mpsc::channel::<String>();
+    let tx = Mutex::new(tx);
+    let writer = SerialWriter::builder(io::sink())
+        .clock(clock.clone())
+        .thread_name("clocked")
+        .async_every(Duration::from_secs(1), Some(1), move || {
+            let name = thread::current().name().map(str::to_owned);
+            tx.lock().unwrap().send(name.unwrap_or_default()).unwrap();
+        })
+        .build()
+        .unwrap();
+    let mut names = Vec::new();
+    for tick in 1..=3 {
+        clock.advance(Duration::from_secs(1));
+        names.push(rx.recv().unwrap());
+        // The run has reported; wait for it to end before the next tick.
+        while writer.stats().async_running > 0 {
+            thread::yield_now();
+        }
+        assert_eq!(writer.stats().async_runs, tick);
+    }
+    assert!(names.iter().all(|n| n == "clocked-hook"), "{names:?}");
+    // Stopped: no ticks, however far the clock moves.
+    writer.stop(LONG).unwrap();
+    clock.advance(Duration::from_secs(10));
+    writer.flush().unwrap_err();
+    assert!(rx.try_recv().is_err());
+    writer.close(LONG);
+    let s = writer.stats();
+    assert_eq!((s.async_runs, s.async_skipped, s.async_panics), (3, 0, 0));
+}
+
+#[test]
+fn build_pair_hands_out_a_handle_and_the_guard_that_drains_on_drop() {
+    let (out, sink) = vec_sink();
+    let (mut handle, guard) = SerialWriter::builder_fn(sink).build_pair().unwrap();
+    for seq in 0..scaled(500) {
+        handle.write_all(record(0, seq).as_bytes()).unwrap();
+    }
+    drop(guard);
+    assert!(handle.is_closed());
+    assert_all_in_order(&parse(&out.lock().unwrap()), 1, scaled(500));
+}
+
+#[cfg(feature = "tracing")]
+#[test]
+fn a_handle_is_a_make_writer_and_each_threads_events_keep_their_order() {
+    let (out, sink) = vec_sink();
+    let (handle, guard) = SerialWriter::builder_fn(sink).build_pair().unwrap();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(handle)
+        .with_ansi(false)
+        .finish();
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let (threads, k) = (3, scaled(300));
+    let joins: Vec<_> = (0..threads)
+        .map(|t| {
+            let dispatch = dispatch.clone();
+            thread::spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    (0..k).for_each(|i| tracing::info!(thread = t, seq = i, "event"))
+                })
+            })
+        })
+        .collect();
+    joins.into_iter().for_each(|j| j.join().unwrap());
+    assert_eq!(guard.close(LONG).written, (threads * k) as u64);
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    for t in 0..threads {
+        let mine: Vec<usize> = (text.lines())
+            .filter(|l| l.contains(&format!("thread={t} ")))
+            .map(|l| l.split("seq=").nth(1).unwrap().trim().parse().unwrap())
+            .collect();
+        assert_eq!(mine, (0..k).collect::<Vec<_>>());
     }
 }

@@ -1,0 +1,472 @@
+use std::convert::Infallible;
+use std::time::Duration;
+
+use super::*;
+use crate::clock::ManualClock;
+
+type Batcher = GroupBatcher<u32, u32, Vec<u32>>;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A builder on a manual clock whose aggregate passes the items through.
+fn builder(clock: &ManualClock) -> GroupBatcherBuilder<u32, u32, Vec<u32>> {
+    Batcher::builder()
+        .clock(clock.clone())
+        .aggregate(|_, items: &mut Vec<u32>| Ok::<_, Infallible>(Some(std::mem::take(items))))
+}
+
+/// Sets the clock to `at` and waits until the driver has acted on it.
+fn at(clock: &ManualClock, batcher: &Batcher, at: u64) {
+    clock.set(ms(at));
+    batcher.settle();
+}
+
+fn drain(batcher: &Batcher) -> Vec<Batch<u32, Vec<u32>>> {
+    batcher.receiver().try_iter().collect()
+}
+
+#[test]
+fn bad_settings_are_errors_that_name_the_setting() {
+    let clock = ManualClock::new();
+    let setting = |b: GroupBatcherBuilder<u32, u32, Vec<u32>>| b.build().unwrap_err().setting();
+    assert_eq!(
+        Batcher::builder()
+            .grace(ms(1))
+            .build()
+            .unwrap_err()
+            .setting(),
+        "aggregate"
+    );
+    assert_eq!(setting(builder(&clock)), "grace");
+    assert_eq!(setting(builder(&clock).grace(Duration::ZERO)), "grace");
+    assert_eq!(
+        setting(builder(&clock).max_delay(Duration::ZERO)),
+        "max_delay"
+    );
+    assert_eq!(
+        setting(builder(&clock).grace(ms(10)).max_delay(ms(5))),
+        "max_delay"
+    );
+    assert_eq!(setting(builder(&clock).max_items(0)), "max_items");
+    assert_eq!(
+        setting(builder(&clock).max_items(1).max_bytes(0, |_| 1)),
+        "max_bytes"
+    );
+    assert_eq!(
+        setting(builder(&clock).max_items(1).output_capacity(0)),
+        "output_capacity"
+    );
+    assert_eq!(setting(builder(&clock).max_items(1).shards(3)), "shards");
+    assert_eq!(
+        setting(builder(&clock).max_items(1).flush_threads(0)),
+        "flush_threads"
+    );
+    assert_eq!(
+        setting(builder(&clock).max_items(1).shards(2).flush_threads(3)),
+        "flush_threads"
+    );
+    assert_eq!(
+        setting(builder(&clock).max_items(1).max_groups(0)),
+        "max_groups"
+    );
+    // Every combination of the triggers is valid, "forever" included.
+    for (g, d, n) in [
+        (true, false, false),
+        (false, true, false),
+        (false, false, true),
+        (true, true, true),
+    ] {
+        let mut b = builder(&clock);
+        if g {
+            b = b.grace(Duration::MAX);
+        }
+        if d {
+            b = b.max_delay(Duration::MAX);
+        }
+        if n {
+            b = b.max_items(5);
+        }
+        b.build().unwrap().shutdown(ms(100));
+    }
+}
+
+#[test]
+fn grace_fires_at_its_exact_tick_and_resets_on_every_item() {
+    let clock = ManualClock::new();
+    let b = builder(&clock).grace(ms(10)).build().unwrap();
+    assert_eq!(b.add(1, 10), Ok(Added::Opened));
+    at(&clock, &b, 9);
+    assert!(drain(&b).is_empty());
+    assert_eq!(b.add(1, 11), Ok(Added::Joined)); // grace now ends at 19
+    let info = b.group(&1).unwrap();
+    assert_eq!((info.items, info.trigger), (2, Some(Trigger::Grace)));
+    assert_eq!(info.next_deadline, Some(clock.origin() + ms(19)));
+    at(&clock, &b, 10); // the first deadline passes: re-armed, not sealed
+    at(&clock, &b, 18);
+    assert!(drain(&b).is_empty());
+    at(&clock, &b, 19);
+    let out = drain(&b);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].group, &out[0].output, out[0].reason),
+        (1, &vec![10, 11], Trigger::Grace)
+    );
+    assert_eq!(out[0].opened_at, clock.origin());
+    let stats = b.stats();
+    assert_eq!(
+        (stats.sealed.grace, stats.late_count, stats.late_max),
+        (1, 1, Duration::ZERO)
+    );
+    assert_eq!(stats.groups_open, 0);
+}
+
+#[test]
+fn max_delay_wins_over_a_steady_trickle() {
+    let clock = ManualClock::new();
+    let b = builder(&clock)
+        .grace(ms(10))
+        .max_delay(ms(50))
+        .build()
+        .unwrap();
+    for t in (0..50).step_by(5) {
+        at(&clock, &b, t);
+        b.add(3, t as u32).unwrap();
+    }
+    at(&clock, &b, 49);
+    assert!(drain(&b).is_empty());
+    at(&clock, &b, 50);
+    let out = drain(&b);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].reason, Trigger::MaxDelay);
+    assert_eq!(out[0].output, (0..50).step_by(5).collect::<Vec<u32>>());
+    // The next item opens a fresh group.
+    assert_eq!(b.add(3, 50), Ok(Added::Opened));
+    assert_eq!(b.stats().sealed.max_delay, 1);
+}
+
+#[test]
+fn max_delay_alone_fires_at_its_exact_tick() {
+    let clock = ManualClock::new();
+    let b = builder(&clock).max_delay(ms(7)).build().unwrap();
+    clock.set(Duration::from_micros(2_500)); // deadline 9.5 ms: tick 10
+    b.add(1, 1).unwrap();
+    at(&clock, &b, 9);
+    clock.set(Duration::from_micros(9_499));
+    b.settle();
+    assert!(drain(&b).is_empty());
+    clock.set(Duration::from_micros(9_500));
+    b.settle();
+    assert!(
+        drain(&b).is_empty(),
+        "the wheel ticks in whole milliseconds"
+    );
+    at(&clock, &b, 10);
+    let out = drain(&b);
+    assert_eq!(out[0].reason, Trigger::MaxDelay);
+    assert_eq!(b.stats().late_max, Duration::from_micros(500));
+}
+
+#[test]
+fn max_items_and_max_bytes_seal_at_once() {
+    let clock = ManualClock::new();
+    let b = builder(&clock)
+        .grace(ms(100))
+        .max_items(3)
+        .max_bytes(100, |v: &u32| *v as usize)
+        .build()
+        .unwrap();
+    assert_eq!(b.add(1, 1), Ok(Added::Opened));
+    assert_eq!(b.add(1, 2), Ok(Added::Joined));
+    assert_eq!(b.add(1, 3), Ok(Added::Sealed));
+    assert_eq!(b.add(1, 4), Ok(Added::Opened));
+    assert_eq!(b.add(2, 60), Ok(Added::Opened));
+    assert_eq!(b.add(2, 40), Ok(Added::Sealed));
+    assert_eq!(b.add(5, 500), Ok(Added::Sealed)); // heavier than the cap: alone
+    b.settle(); // time has not moved: only the sealed groups are delivered
+    let mut out = drain(&b);
+    out.sort_by_key(|batch| batch.id);
+    let got: Vec<_> = out
+        .iter()
+        .map(|b| (b.group, b.output.clone(), b.reason))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, vec![1, 2, 3], Trigger::MaxItems),
+            (2, vec![60, 40], Trigger::MaxBytes),
+            (5, vec![500], Trigger::MaxBytes)
+        ]
+    );
+    assert_eq!(b.group(&1).unwrap().items, 1);
+}
+
+#[test]
+fn per_group_overrides_are_decided_when_a_group_opens() {
+    let clock = ManualClock::new();
+    let b = builder(&clock)
+        .grace(ms(10))
+        .group_config(|k: &u32| match k {
+            7 => Some(GroupConfig::new().grace(ms(3)).max_items(2)),
+            8 => Some(GroupConfig::new().max_delay(ms(4))),
+            9 => panic!("config for 9"),
+            _ => None,
+        })
+        .build()
+        .unwrap();
+    for k in [1, 7, 8, 9] {
+        b.add(k, k).unwrap();
+    }
+    at(&clock, &b, 2);
+    assert!(drain(&b).is_empty());
+    at(&clock, &b, 3);
+    assert_eq!(drain(&b).iter().map(|b| b.group).collect::<Vec<_>>(), [7]);
+    at(&clock, &b, 4);
+    let out = drain(&b);
+    assert_eq!(
+        (out.len(), out[0].group, out[0].reason),
+        (1, 8, Trigger::MaxDelay)
+    );
+    at(&clock, &b, 10);
+    let mut keys: Vec<u32> = drain(&b).iter().map(|b| b.group).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, [1, 9]); // 9's config panicked: defaults, counted
+    assert_eq!(b.stats().panics, 1);
+    b.add(7, 1).unwrap();
+    assert_eq!(b.add(7, 2), Ok(Added::Sealed));
+}
+
+#[test]
+fn empty_results_failures_and_panics_account_for_every_item() {
+    let clock = ManualClock::new();
+    let b = GroupBatcher::<u32, u32, u32>::builder()
+        .clock(clock.clone())
+        .max_items(3)
+        .aggregate(|k: &u32, items: &mut Vec<u32>| match k % 4 {
+            0 => Ok(Some(items.iter().sum())),
+            1 => Ok(None),
+            2 => Err(format!("group {k} refused")),
+            _ => {
+                items.pop(); // took one before failing: that one is the function's
+                panic!("group {k} blew up")
+            }
+        })
+        .build()
+        .unwrap();
+    for k in 0..8 {
+        for i in 0..3 {
+            b.add(k, i).unwrap();
+        }
+    }
+    b.settle();
+    let stats = b.stats();
+    assert_eq!((stats.added, stats.sealed.max_items), (24, 8));
+    assert_eq!(
+        (stats.emitted, stats.empty, stats.failures, stats.panics),
+        (2, 2, 2, 2)
+    );
+    assert_eq!(stats.dead_letters, 4);
+    let outputs: Vec<u32> = b.receiver().try_iter().map(|b| b.output).collect();
+    assert_eq!(outputs, [3, 3]);
+    let mut dead: Vec<(u32, Vec<u32>, String)> = b
+        .dead_letters()
+        .try_iter()
+        .map(|f| (f.group, f.items, f.error))
+        .collect();
+    dead.sort();
+    assert_eq!(dead[0], (2, vec![0, 1, 2], "group 2 refused".to_string()));
+    assert_eq!(
+        dead[1],
+        (3, vec![0, 1], "panicked: group 3 blew up".to_string())
+    );
+    assert_eq!(dead[3].0, 7);
+    assert!(b.last_panic().unwrap().contains("blew up"));
+}
+
+#[test]
+fn flush_flush_all_and_inspection() {
+    let clock = ManualClock::new();
+    let b = builder(&clock)
+        .grace(ms(10))
+        .max_delay(ms(20))
+        .build()
+        .unwrap();
+    for k in 0..5 {
+        b.add(k, k).unwrap();
+    }
+    clock.set(ms(4));
+    b.add(0, 100).unwrap();
+    let info = b.group(&0).unwrap();
+    assert_eq!((info.items, info.age), (2, ms(4)));
+    assert_eq!(info.next_deadline, Some(clock.origin() + ms(14)));
+    assert_eq!(b.groups().len(), 5);
+    assert!(b.flush(&0));
+    assert!(!b.flush(&0));
+    b.settle();
+    let out = drain(&b);
+    assert_eq!(
+        (out[0].output.clone(), out[0].reason),
+        (vec![0, 100], Trigger::Manual)
+    );
+    assert_eq!(b.flush_all(), 4);
+    b.settle();
+    assert_eq!(drain(&b).len(), 4);
+    assert!(b.groups().is_empty());
+    assert_eq!(b.stats().sealed.manual, 5);
+}
+
+#[test]
+fn max_groups_hands_new_groups_back() {
+    let clock = ManualClock::new();
+    let b = builder(&clock).grace(ms(5)).max_groups(2).build().unwrap();
+    b.add(1, 1).unwrap();
+    b.add(2, 2).unwrap();
+    assert_eq!(b.add(3, 3), Err(AddError::Full(3, 3)));
+    assert_eq!(b.add(1, 4), Ok(Added::Joined));
+    at(&clock, &b, 5);
+    assert_eq!(b.add(3, 3), Ok(Added::Opened));
+    assert_eq!(b.stats().refused_full, 1);
+}
+
+#[test]
+fn shutdown_delivers_or_hands_back_everything_and_is_idempotent() {
+    let clock = ManualClock::new();
+    let b = builder(&clock)
+        .grace(ms(10))
+        .output_capacity(2)
+        .build()
+        .unwrap();
+    for k in 0..5 {
+        b.add(k, k).unwrap();
+        b.add(k, k + 10).unwrap();
+    }
+    // Nobody reads: two fit, three come back after the deadline.
+    let report = b.shutdown(ms(20));
+    assert_eq!(report.delivered, 2);
+    assert_eq!(report.undelivered.len(), 3);
+    assert!(report.timed_out);
+    let mut items: Vec<u32> = report
+        .undelivered
+        .iter()
+        .flat_map(|b| b.output.clone())
+        .collect();
+    items.extend(b.receiver().try_iter().flat_map(|b| b.output));
+    items.sort_unstable();
+    assert_eq!(items, [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]);
+    assert_eq!(b.stats().sealed.shutdown, 5);
+    assert_eq!(b.add(9, 9), Err(AddError::Closed(9, 9)));
+    let again = b.shutdown(ms(20));
+    assert_eq!((again.delivered, again.undelivered.len()), (0, 0));
+    assert!(b.receiver().recv().is_err()); // the output has ended
+}
+
+#[test]
+fn a_blocked_driver_hands_its_batch_to_shutdown() {
+    let clock = ManualClock::new();
+    let b = builder(&clock)
+        .max_items(1)
+        .output_capacity(1)
+        .build()
+        .unwrap();
+    b.add(1, 1).unwrap();
+    b.add(2, 2).unwrap(); // the driver blocks on the full output
+    let report = b.shutdown(ms(10));
+    let mut seen: Vec<u32> = b.receiver().try_iter().flat_map(|b| b.output).collect();
+    seen.extend(report.undelivered.iter().flat_map(|b| b.output.clone()));
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2]);
+}
+
+#[test]
+fn dropping_the_last_handle_delivers() {
+    let clock = ManualClock::new();
+    let b = builder(&clock).grace(ms(10)).build().unwrap();
+    let rx = b.receiver();
+    let other = b.clone();
+    b.add(1, 1).unwrap();
+    drop(b);
+    other.add(1, 2).unwrap();
+    drop(other);
+    let out: Vec<_> = rx.iter().collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].output.clone(), out[0].reason),
+        (vec![1, 2], Trigger::Shutdown)
+    );
+}
+
+#[test]
+fn manual_ticks_seal_only_when_ticked() {
+    let clock = ManualClock::new();
+    let b = builder(&clock).grace(ms(1)).manual_ticks().build().unwrap();
+    b.add(1, 1).unwrap();
+    clock.set(ms(5));
+    assert!(drain(&b).is_empty());
+    b.tick();
+    assert_eq!(drain(&b).len(), 1);
+}
+
+/// 8 threads × 100k items over 10k groups on the real clock: every item in
+/// exactly one batch, counts exact.
+#[test]
+fn threads_lose_nothing_and_duplicate_nothing() {
+    let (threads, per_thread, groups) = if cfg!(miri) {
+        (2, 200, 16)
+    } else {
+        (8, 100_000, 10_000)
+    };
+    let b = GroupBatcher::<u32, u32, Vec<u32>>::builder()
+        .grace(ms(1))
+        .max_delay(ms(5))
+        .max_items(100)
+        .flush_threads(2)
+        .aggregate(|_, items: &mut Vec<u32>| Ok::<_, Infallible>(Some(std::mem::take(items))))
+        .build()
+        .unwrap();
+    let rx = b.receiver();
+    let consumer = std::thread::spawn(move || {
+        let mut seen = vec![false; threads * per_thread];
+        let (mut batches, mut items) = (0u64, 0usize);
+        for batch in rx.iter() {
+            batches += 1;
+            assert_eq!(batch.items, batch.output.len());
+            assert!(batch.output.len() <= 100);
+            for item in batch.output {
+                assert!(
+                    !std::mem::replace(&mut seen[item as usize], true),
+                    "item {item} twice"
+                );
+                items += 1;
+            }
+        }
+        (batches, items, seen.iter().all(|&s| s))
+    });
+    let producers: Vec<_> = (0..threads)
+        .map(|t| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let mut x = t as u64 + 1;
+                for i in 0..per_thread {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let item = (t * per_thread + i) as u32;
+                    b.add((x % groups as u64) as u32, item).unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    let report = b.shutdown(Duration::MAX);
+    assert!(report.undelivered.is_empty() && report.failed.is_empty());
+    let (batches, items, all) = consumer.join().unwrap();
+    assert_eq!(items, threads * per_thread);
+    assert!(all);
+    let stats = b.stats();
+    assert_eq!(stats.added, (threads * per_thread) as u64);
+    assert_eq!(stats.sealed.total(), batches);
+    assert_eq!((stats.emitted, report.delivered), (batches, batches));
+}
