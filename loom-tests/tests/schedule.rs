@@ -96,3 +96,20 @@ fn timer_settle_after_advance() {
         timer.shutdown();
     });
 }
+
+/// What can be checked without `advance`: repeated `settle`s against the
+/// driver's pass / arm / park cycle (the `at` short cut in
+/// `Alarm::request` relies on the park token the earlier wake left) all
+/// return, and shutdown joins the driver.
+#[test]
+fn timer_settles_repeatedly() {
+    model(|| {
+        let clock = ManualClock::new();
+        let timer =
+            sheaf::timer::Timer::start(std::sync::Arc::new(clock.clone()), |_: u8| {}).unwrap();
+        timer.settle();
+        timer.settle();
+        timer.settle();
+        assert!(timer.shutdown().is_empty());
+    });
+}
