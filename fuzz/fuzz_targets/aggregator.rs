@@ -1,5 +1,6 @@
-//! Replays an arbitrary sequence of add / flush / recv / get / shutdown
-//! against a model of per-key totals.
+//! Replays an arbitrary sequence of add (owned or by reference) / flush /
+//! recv / get / shutdown against a model of per-key totals, with the
+//! built-in `Sum`, a closure declared commutative, or an order-kept closure.
 //!
 //! With `OnFull::Retain` nothing may be lost: at every step, for every key,
 //! what was added equals what the consumer received + what is queued in the
@@ -18,6 +19,8 @@ use sheaf::{AddError, Aggregator, OnFull};
 #[derive(Arbitrary, Debug)]
 enum Op {
     Add(u8, u16),
+    /// `add_ref`: the borrowed-key add.
+    AddRef(u8, u16),
     Flush,
     Recv(u8),
     Get(u8),
@@ -28,6 +31,8 @@ enum Op {
 struct Input {
     output_capacity: u8,
     policy: u8,
+    /// 0: `merge_with(Sum)`, 1: `merge_commutative` closure, 2: `merge` closure.
+    merge: u8,
     max_keys: Option<u8>,
     ops: Vec<Op>,
 }
@@ -35,8 +40,13 @@ struct Input {
 fuzz_target!(|input: Input| {
     let policy =
         [OnFull::Retain, OnFull::DropNewest, OnFull::DropOldest][input.policy as usize % 3];
-    let mut builder = Aggregator::<u8, u64>::builder()
-        .merge_with(Sum)
+    let builder = Aggregator::<u8, u64>::builder();
+    let builder = match input.merge % 3 {
+        0 => builder.merge_with(Sum),
+        1 => builder.merge_commutative(|held, added| *held += added),
+        _ => builder.merge(|held, added| *held += added),
+    };
+    let mut builder = builder
         .per_core(false)
         .shards(2)
         .output_capacity(usize::from(input.output_capacity % 8) + 1)
@@ -54,10 +64,16 @@ fuzz_target!(|input: Input| {
 
     for op in input.ops.into_iter().take(256) {
         match op {
-            Op::Add(k, v) => {
+            Op::Add(k, v) | Op::AddRef(k, v) => {
+                let by_ref = matches!(op, Op::AddRef(..));
                 let v = u64::from(v);
                 let held = agg.get(&k).is_some();
-                match agg.add(k, v) {
+                let result = if by_ref {
+                    agg.add_ref(&k, v)
+                } else {
+                    agg.add(k, v)
+                };
+                match result {
                     Ok(_) => {
                         assert!(!closed);
                         *added.entry(k).or_default() += v;

@@ -24,6 +24,7 @@ use std::hash::BuildHasher;
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use sheaf::hash::FastBuildHasher;
+use sheaf::table::Entry;
 use sheaf::{ShardedTable, Upsert};
 
 #[derive(Arbitrary, Debug)]
@@ -43,6 +44,30 @@ enum Op {
     Retain(u8),
     Clear,
     Snapshot,
+    /// `upsert_ref`: the borrowed-key upsert.
+    UpsertRef {
+        key: u8,
+        value: u16,
+    },
+    /// `insert`: replaces, returning the old value.
+    Insert {
+        key: u8,
+        value: u16,
+    },
+    /// `entry(key).and_modify(+value).or_insert(value)`.
+    EntryAdd {
+        key: u8,
+        value: u16,
+    },
+    /// `entry(key)`: remove when occupied, insert `value` when vacant.
+    EntryToggle {
+        key: u8,
+        value: u16,
+    },
+    /// `for_each` and `iter` see every pair once.
+    Visit,
+    /// `for_each_mut` adds 1 to every value.
+    BumpAll,
 }
 
 fn merge(acc: &mut u64, value: u64) {
@@ -177,6 +202,77 @@ fuzz_target!(|data: &[u8]| {
             }
             Op::Snapshot => {
                 assert_eq!(sorted(table.snapshot()), sorted_model(&model));
+            }
+            Op::UpsertRef { key, value } => {
+                let value = u64::from(value);
+                let expected = match model.get_mut(&key) {
+                    Some(present) => {
+                        merge(present, value);
+                        Upsert::Merged
+                    }
+                    None => {
+                        model.insert(key, value);
+                        Upsert::Inserted
+                    }
+                };
+                assert_eq!(
+                    table.upsert_ref(&key, value, merge),
+                    expected,
+                    "upsert_ref {key}"
+                );
+            }
+            Op::Insert { key, value } => {
+                let value = u64::from(value);
+                assert_eq!(
+                    table.insert(key, value),
+                    model.insert(key, value),
+                    "insert {key}"
+                );
+            }
+            Op::EntryAdd { key, value } => {
+                let value = u64::from(value);
+                let got = *table
+                    .entry(key)
+                    .and_modify(|v| merge(v, value))
+                    .or_insert(value);
+                let want = *model
+                    .entry(key)
+                    .and_modify(|v| merge(v, value))
+                    .or_insert(value);
+                assert_eq!(got, want, "entry {key}");
+            }
+            Op::EntryToggle { key, value } => {
+                let value = u64::from(value);
+                match table.entry(key) {
+                    Entry::Occupied(e) => {
+                        assert_eq!(*e.key(), key);
+                        assert_eq!(Some(e.remove()), model.remove(&key), "entry remove {key}");
+                    }
+                    Entry::Vacant(e) => {
+                        assert!(!model.contains_key(&key), "vacant {key} is in the model");
+                        assert_eq!(*e.insert(value), value);
+                        model.insert(key, value);
+                    }
+                }
+            }
+            Op::Visit => {
+                let mut seen = Vec::new();
+                table.for_each(|&k, &v| seen.push((k, v)));
+                assert_eq!(sorted(seen), sorted_model(&model));
+                let mut by_shard = Vec::new();
+                for (index, shard) in table.iter().enumerate() {
+                    for (&k, &v) in &shard {
+                        assert_eq!(shard_of(k, shards), index, "iter: {k} in shard {index}");
+                        by_shard.push((k, v));
+                    }
+                }
+                assert_eq!(sorted(by_shard), sorted_model(&model));
+            }
+            Op::BumpAll => {
+                table.for_each_mut(|_, v| *v = v.wrapping_add(1));
+                for v in model.values_mut() {
+                    *v = v.wrapping_add(1);
+                }
             }
         }
         check_consistent(&table, &model);

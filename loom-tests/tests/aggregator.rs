@@ -161,3 +161,32 @@ fn per_core_partials_fold_consistently_for_get() {
         assert_eq!(agg.flush(), 1);
     });
 }
+
+/// A closure declared commutative gets the per-core path: `add_ref` from
+/// two threads into two partials against a flush loses nothing and folds
+/// with the closure.
+#[test]
+fn commutative_closure_add_ref_against_flush_loses_nothing() {
+    model(|| {
+        let agg = Aggregator::<u8, u64>::builder()
+            .merge_commutative(|held, added| *held += added)
+            .shards(1)
+            .output_capacity(4)
+            .build()
+            .unwrap();
+        assert_eq!(agg.partial_tables(), 2);
+        let adder = {
+            let agg = agg.clone();
+            thread::spawn(move || {
+                agg.add_ref(&5, 1).unwrap();
+            })
+        };
+        agg.add_ref(&5, 2).unwrap();
+        let flushed = agg.flush();
+        adder.join().unwrap();
+        let flushed = flushed + agg.flush();
+        assert!((1..=2).contains(&flushed));
+        assert_eq!(sum_output(&agg), 3);
+        assert!(agg.is_empty());
+    });
+}

@@ -636,34 +636,20 @@ where
             merging.set(true);
             merge.merge(acc, v)
         };
-        let attempt = AssertUnwindSafe(|| match inner.max_keys {
-            None => table.try_upsert(key, value, merge_fn, || true, Counting::Count),
-            Some(max) => table.try_upsert(
-                key,
-                value,
-                merge_fn,
-                || inner.admit_key(max),
-                Counting::Count,
-            ),
-        });
+        // One call site for the upsert (the key cap is asked inside
+        // `admit`): two would inline the hash and the probe twice, and the
+        // larger function then stops LLVM from inlining the key's `Hash`
+        // and `Eq` (measured: DESIGN.md, "Per-operation cost").
+        let admit = || match inner.max_keys {
+            None => true,
+            Some(max) => inner.admit_key(max),
+        };
+        let attempt =
+            AssertUnwindSafe(|| table.try_upsert(key, value, merge_fn, admit, Counting::Count));
         match catch_unwind(attempt) {
             Ok(Ok(upsert)) => Ok(upsert),
-            Ok(Err(Refused::Closed(k, v))) => {
-                Counters::bump(&inner.counters.refused_closed, 1);
-                Err(AddError::Closed(k, v))
-            }
-            Ok(Err(Refused::Full(k, v))) => {
-                Counters::bump(&inner.counters.refused_full, 1);
-                Err(AddError::Full(k, v))
-            }
-            Err(panic) => {
-                if merging.get() {
-                    // The table removed the entry whose merge panicked.
-                    inner.forget_keys(1);
-                }
-                inner.record_panic(panic.as_ref(), 1);
-                Err(AddError::MergePanicked)
-            }
+            Ok(Err(refused)) => Err(inner.refused(refused)),
+            Err(panic) => Err(inner.add_panicked(panic, merging.get())),
         }
     }
 
@@ -834,6 +820,34 @@ where
             }
         }
         crate::sync::thread_slot() % n
+    }
+
+    /// Counts a refused add and hands its pair back.
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, refused: Refused<K, V>) -> AddError<K, V> {
+        match refused {
+            Refused::Closed(k, v) => {
+                Counters::bump(&self.counters.refused_closed, 1);
+                AddError::Closed(k, v)
+            }
+            Refused::Full(k, v) => {
+                Counters::bump(&self.counters.refused_full, 1);
+                AddError::Full(k, v)
+            }
+        }
+    }
+
+    /// Records a panic caught in `add`: from the merge when `merging` (the
+    /// table removed that key's entry), else from the key's `Hash` or `Eq`.
+    #[cold]
+    #[inline(never)]
+    fn add_panicked(&self, panic: Box<dyn Any + Send>, merging: bool) -> AddError<K, V> {
+        if merging {
+            self.forget_keys(1);
+        }
+        self.record_panic(panic.as_ref(), 1);
+        AddError::MergePanicked
     }
 
     fn admit_key(&self, max: usize) -> bool {
