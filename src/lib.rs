@@ -44,6 +44,7 @@ pub mod aggregator;
 pub mod batch;
 pub mod channel;
 pub mod clock;
+pub mod codec;
 mod error;
 pub mod hash;
 pub mod limit;
