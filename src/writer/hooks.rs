@@ -8,7 +8,6 @@ use super::shared::{Shared, CLOSING, RUNNING};
 use super::stats::ErrorOrigin;
 use crate::clock::deadline_after;
 use crate::sync::atomic::Ordering;
-use crate::sync::thread;
 use crate::sync::Arc;
 use crate::unwind::catch;
 
@@ -50,12 +49,8 @@ pub(super) fn run_ticker(shared: Arc<Shared>) {
             continue;
         }
         if in_flight >= threads {
-            let runner = Arc::clone(&shared);
             let name = format!("{}-hook", shared.settings.thread_name);
-            if let Err(e) = thread::Builder::new()
-                .name(name)
-                .spawn(move || run_hooks(&runner))
-            {
+            if let Err(e) = Shared::spawn(&shared, name, |runner| run_hooks(runner)) {
                 shared.record_error(ErrorOrigin::AsyncSpawn, e.to_string(), Some(e.kind()), 0);
                 continue;
             }

@@ -100,7 +100,7 @@ pub use stats::{CloseReport, ErrorOrigin, ErrorRecord, WriterStats};
 
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::ConfigError;
-use crate::sync::{thread, Arc};
+use crate::sync::Arc;
 pub use shared::LifecycleError;
 use shared::{AsyncHook, Settings, Shared};
 use worker::SyncHook;
@@ -343,27 +343,19 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
             shared: Arc::clone(&shared),
             drop_deadline: self.drop_deadline,
         };
-        let spawn = |suffix: &str, body: Box<dyn FnOnce() + Send>| {
-            let spawned = thread::Builder::new()
-                .name(format!("{name}{suffix}"))
-                .spawn(body);
-            spawned.map(drop).map_err(|e| {
-                let message = format!("could not start the writer's threads: {e}");
-                ConfigError::new("thread", message)
-            })
+        let started = |e: io::Error| {
+            let message = format!("could not start the writer's threads: {e}");
+            ConfigError::new("thread", message)
         };
-        let for_writer = Arc::clone(&shared);
-        if let Err(e) = spawn(
-            "",
-            Box::new(move || worker::run(for_writer, sink, sync_hook)),
-        ) {
+        let body = move |shared: &Arc<Shared>| worker::run(Arc::clone(shared), sink, sync_hook);
+        if let Err(e) = Shared::spawn(&shared, name.clone(), body) {
             // Nothing to drain: close only marks it closed.
             shared.close(Duration::ZERO);
-            return Err(e);
+            return Err(started(e));
         }
         if has_async {
-            let for_ticker = Arc::clone(&shared);
-            spawn("-ticker", Box::new(move || hooks::run_ticker(for_ticker)))?;
+            let body = |shared: &Arc<Shared>| hooks::run_ticker(Arc::clone(shared));
+            Shared::spawn(&shared, format!("{name}-ticker"), body).map_err(started)?;
         }
         Ok(writer)
     }

@@ -1,7 +1,8 @@
 //! The hub: what the handles, the lifecycle calls, the writer thread and
 //! the hook threads share, and the calls that only flip its state and wait
-//! (start, stop, close, flush requests). Threads are started elsewhere
-//! (`worker`, `hooks`); this module imports neither.
+//! (start, stop, close, flush requests), and the one place that starts
+//! the writer's threads, so that `close` can join them. What the threads
+//! run lives elsewhere (`worker`, `hooks`); this module imports neither.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -13,6 +14,7 @@ use super::queue::{on_writer_thread, Queue, CONTROL};
 use super::stats::{CloseReport, ErrorOrigin, ErrorRecord, WriterStats};
 use crate::clock::{deadline_after, Clock};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{Arc, Mutex};
 use crate::wait::{Waiters, Wake};
 
@@ -116,6 +118,20 @@ pub(super) struct Shared {
     /// Callers wait here for answers, mode changes and the end of hook runs.
     pub(super) answers: Waiters,
     close_report: Mutex<Option<CloseReport>>,
+    /// Every thread started for this writer, joined by the first `close`.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Threads whose body has not returned yet.
+    live: AtomicUsize,
+}
+
+/// Counts a thread's body out of [`Shared::live`], however it leaves.
+struct Live<'a>(&'a Shared);
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
+        self.0.answers.notify_all();
+    }
 }
 
 /// Why a lifecycle call ([`start`](super::SerialWriter::start),
@@ -172,6 +188,55 @@ impl Shared {
             hook_work: Waiters::default(),
             answers: Waiters::default(),
             close_report: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            live: AtomicUsize::new(0),
+        }
+    }
+
+    /// Starts a thread named `name` running `body`, kept for `close` to join.
+    pub(super) fn spawn(
+        this: &Arc<Shared>,
+        name: String,
+        body: impl FnOnce(&Arc<Shared>) + Send + 'static,
+    ) -> io::Result<()> {
+        // Counted before it starts, so `close` never sees a thread that
+        // runs but is not counted; the spawner is live until it pushes the
+        // handle, so `live == 0` means every handle is in `threads`.
+        this.live.fetch_add(1, Ordering::SeqCst);
+        let shared = Arc::clone(this);
+        let spawned = thread::Builder::new().name(name).spawn(move || {
+            let _live = Live(&shared);
+            body(&shared);
+        });
+        match spawned {
+            Ok(handle) => {
+                this.threads.lock().push(handle);
+                Ok(())
+            }
+            Err(e) => {
+                this.live.fetch_sub(1, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits up to `end` for every thread of the writer but the caller to
+    /// leave its body, then joins them. A thread stuck in the sink or a
+    /// hook past `end` is left to finish on its own (detached).
+    fn join_threads(&self, end: Option<Instant>) {
+        let me = thread::current().id();
+        let mine = self.threads.lock().iter().any(|h| h.thread().id() == me);
+        let others_done = || self.live.load(Ordering::SeqCst) <= usize::from(mine);
+        if !self.answers.wait_until(end, others_done) {
+            return;
+        }
+        let handles = mem::take(&mut *self.threads.lock());
+        for handle in handles {
+            if handle.thread().id() != me {
+                // The body has returned (panics are caught inside it): this
+                // waits only for the thread's exit.
+                let _ = handle.join();
+            }
         }
     }
 
@@ -330,6 +395,7 @@ impl Shared {
             self.fail_tickets(closed_failure());
         }
         self.wait_hooks(end);
+        self.join_threads(end);
         let report = CloseReport {
             timed_out: !drained,
             flushed: drained && self.counts.lock().final_flush_ok,

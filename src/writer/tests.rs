@@ -1237,3 +1237,41 @@ fn a_handle_is_a_make_writer_and_each_threads_events_keep_their_order() {
         assert_eq!(mine, (0..k).collect::<Vec<_>>());
     }
 }
+
+/// The writer's threads whose names start with `prefix` (Linux: the
+/// kernel keeps the first 15 bytes of a thread's name).
+#[cfg(target_os = "linux")]
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with(prefix))
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn close_and_drop_join_every_thread_of_the_writer() {
+    for close in [true, false] {
+        let name = if close { "wjoin-close" } else { "wjoin-drop" };
+        let writer = SerialWriter::builder(io::sink())
+            .thread_name(name)
+            .async_every(Duration::from_millis(1), Some(2), || {})
+            .build()
+            .unwrap();
+        let h = writer.handle();
+        h.write_record(b"x\n").unwrap();
+        writer.flush().unwrap();
+        // The writer thread and the ticker run; hook threads start with ticks.
+        assert!(threads_named(name) >= 2);
+        if close {
+            let report = writer.close(Duration::MAX);
+            assert_eq!(report.written, 1);
+            drop(writer);
+        } else {
+            drop(writer);
+        }
+        // Joined, not merely told to stop: gone when close or drop returns.
+        assert_eq!(threads_named(name), 0, "{name}");
+    }
+}
