@@ -37,11 +37,10 @@
 //!
 //! Run: `cargo bench --bench batch -- --warm-up-time 1 --measurement-time 2`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -65,52 +64,12 @@ const MAX_ITEMS: usize = 100;
 
 // ---------------------------------------------------------------- memory
 
-/// Counts bytes allocated minus freed while `COUNTING` is on.
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static NET: AtomicIsize = AtomicIsize::new(0);
-
-fn count(delta: isize) {
-    if COUNTING.load(Ordering::Relaxed) {
-        NET.fetch_add(delta, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; the counter is a
-// side effect that never touches the memory.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size() as isize);
-        // SAFETY: the caller's contract for `alloc` is passed on as is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-(layout.size() as isize));
-        // SAFETY: `ptr` came from `System` with this layout (every
-        // allocation goes through `alloc` or `realloc` above).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size as isize - layout.size() as isize);
-        // SAFETY: as for `dealloc`; the caller guarantees `new_size` is valid.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/alloc.rs"]
+mod alloc;
+use alloc::measure;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Net bytes allocated by `f`.
-fn measure<R>(f: impl FnOnce() -> R) -> (isize, R) {
-    NET.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    let r = f();
-    COUNTING.store(false, Ordering::SeqCst);
-    (NET.load(Ordering::SeqCst), r)
-}
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 fn memory_per_idle_group() {
     const GROUPS: u64 = 1_000_000;

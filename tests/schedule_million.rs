@@ -1,8 +1,7 @@
 //! A million scheduled jobs: no cap, memory measured with a counting
 //! allocator (its own test binary, so no other test's allocations count).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -10,37 +9,12 @@ use sheaf::clock::{Clock, ManualClock};
 use sheaf::pool::WorkerPool;
 use sheaf::schedule::{Scheduler, When};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call forwards to `System` with the caller's arguments; the
-// counter is only arithmetic on the sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged; `ptr` came from `alloc` with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "../benches/common/alloc.rs"]
+mod alloc;
+use alloc::live;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 const JOBS: u64 = 1_000_000;
 
@@ -58,7 +32,7 @@ fn a_million_jobs_scheduled_measured_fired_and_cancelled() {
         .build()
         .unwrap();
     let runs = Arc::new(AtomicU64::new(0));
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live();
     let origin = clock.now();
     let ids: Vec<_> = (0..JOBS)
         .map(|i| {
@@ -76,7 +50,7 @@ fn a_million_jobs_scheduled_measured_fired_and_cancelled() {
                 .unwrap()
         })
         .collect();
-    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    let bytes = live() - before;
     let per_job = bytes as f64 / JOBS as f64;
     println!(
         "1,000,000 jobs: {:.1} MiB live, {per_job:.0} bytes per job (ids vector included: 8 B/job)",
