@@ -107,6 +107,16 @@ pub use writer::{SerialWriter, SerialWriterBuilder, WriterHandle};
 /// drop(drain);
 /// ```
 ///
+/// A `Permit` borrows its limiter: it cannot outlive it (an `OwnedPermit`,
+/// from a limiter in an `Arc`, can).
+///
+/// ```compile_fail
+/// let limiter = sheaf::limit::ConcurrencyLimiter::new(1).unwrap();
+/// let permit = limiter.acquire().unwrap();
+/// drop(limiter);
+/// drop(permit);
+/// ```
+///
 /// Builders return `Result`: a config error cannot be ignored into a value.
 ///
 /// ```compile_fail
