@@ -1262,8 +1262,11 @@ fn close_and_drop_join_every_thread_of_the_writer() {
         let h = writer.handle();
         h.write_record(b"x\n").unwrap();
         writer.flush().unwrap();
-        // The writer thread and the ticker run; hook threads start with ticks.
-        assert!(threads_named(name) >= 2);
+        // Wait until the writer thread, the ticker and a hook thread (started
+        // by the first tick) have each set their name.
+        while threads_named(name) < 3 {
+            thread::sleep(Duration::from_millis(1));
+        }
         if close {
             let report = writer.close(Duration::MAX);
             assert_eq!(report.written, 1);
