@@ -291,10 +291,13 @@ impl Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = self.clone();
         let stopping = Arc::clone(&stop);
+        // The first deadline counts from the call, not from whenever the
+        // thread gets to run.
+        let first = deadline_after(clock.now(), interval);
         let handle = thread::Builder::new()
             .name("sheaf-metrics".into())
             .spawn(move || {
-                let mut next = deadline_after(clock.now(), interval);
+                let mut next = first;
                 while !stopping.load(Ordering::Acquire) {
                     let now = clock.now();
                     if next.is_some_and(|at| now >= at) {
