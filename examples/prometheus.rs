@@ -24,7 +24,10 @@ use sheaf::{Aggregator, SerialWriter};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let port: u16 = match args.next().or_else(|| std::env::var("SHEAF_METRICS_PORT").ok()) {
+    let port: u16 = match args
+        .next()
+        .or_else(|| std::env::var("SHEAF_METRICS_PORT").ok())
+    {
         Some(port) => port.parse()?,
         None => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
     };
@@ -32,7 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
 
     // The exporter runs its own HTTP server thread; the recorder is global.
-    PrometheusBuilder::new().with_http_listener(addr).install()?;
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()?;
     println!("serving http://{addr}/metrics for {seconds} s (0: until killed)");
 
     let aggregator = Arc::new(

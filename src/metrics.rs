@@ -247,10 +247,7 @@ impl Sampler {
         let mut sampled = 0;
         {
             let mut state = self.shared.state.lock();
-            let State {
-                entries,
-                described,
-            } = &mut *state;
+            let State { entries, described } = &mut *state;
             entries.retain(|e| e.source.strong_count() > 0);
             ::metrics::with_recorder(|recorder| {
                 for entry in entries.iter() {
@@ -284,9 +281,16 @@ impl Sampler {
     ///
     /// # Errors
     /// When `interval` is zero, or the thread cannot be started.
-    pub fn spawn<C: Clock>(&self, interval: Duration, clock: C) -> Result<SamplerThread, ConfigError> {
+    pub fn spawn<C: Clock>(
+        &self,
+        interval: Duration,
+        clock: C,
+    ) -> Result<SamplerThread, ConfigError> {
         if interval.is_zero() {
-            return Err(ConfigError::new("interval", "the sampling interval must be above zero"));
+            return Err(ConfigError::new(
+                "interval",
+                "the sampling interval must be above zero",
+            ));
         }
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = self.clone();
@@ -309,7 +313,10 @@ impl Sampler {
                 sampler.sample();
             })
             .map_err(|e| {
-                ConfigError::new("interval", format!("could not start the sampler thread: {e}"))
+                ConfigError::new(
+                    "interval",
+                    format!("could not start the sampler thread: {e}"),
+                )
             })?;
         Ok(SamplerThread {
             stop,
@@ -384,40 +391,104 @@ where
         out.counter("added", "Adds accepted.", s.added);
         out.counter("inserted", "Adds that created an entry.", s.inserted);
         out.counter("merged", "Adds merged into an existing entry.", s.merged);
-        out.counter("flushed", "Entries handed to the output channel.", s.flushed);
-        out.counter("retained", "Entries kept back by a full output (Retain).", s.retained);
-        out.counter("refused_full", "Adds refused at the key cap.", s.refused_full);
-        out.counter("refused_closed", "Adds refused after shutdown.", s.refused_closed);
-        out.counter("dropped_newest", "Entries dropped by DropNewest.", s.dropped_newest);
-        out.counter("dropped_oldest", "Output entries evicted by DropOldest.", s.dropped_oldest);
+        out.counter(
+            "flushed",
+            "Entries handed to the output channel.",
+            s.flushed,
+        );
+        out.counter(
+            "retained",
+            "Entries kept back by a full output (Retain).",
+            s.retained,
+        );
+        out.counter(
+            "refused_full",
+            "Adds refused at the key cap.",
+            s.refused_full,
+        );
+        out.counter(
+            "refused_closed",
+            "Adds refused after shutdown.",
+            s.refused_closed,
+        );
+        out.counter(
+            "dropped_newest",
+            "Entries dropped by DropNewest.",
+            s.dropped_newest,
+        );
+        out.counter(
+            "dropped_oldest",
+            "Output entries evicted by DropOldest.",
+            s.dropped_oldest,
+        );
         out.counter(
             "dropped_merge_panic",
             "Entries dropped because the merge panicked.",
             s.dropped_merge_panic,
         );
-        out.counter("merge_panics", "Panics caught in the merge.", s.merge_panics);
-        out.counter("lost_at_drop", "Entries undelivered at the last drop.", s.lost_at_drop);
+        out.counter(
+            "merge_panics",
+            "Panics caught in the merge.",
+            s.merge_panics,
+        );
+        out.counter(
+            "lost_at_drop",
+            "Entries undelivered at the last drop.",
+            s.lost_at_drop,
+        );
         out.counter("flushes", "Flushes run.", s.flushes);
         out.counter("ticks_run", "Periodic ticks that ran a flush.", s.ticks_run);
         out.counter("ticks_skipped", "Periodic ticks skipped.", s.ticks_skipped);
-        out.gauge("last_flush_seconds", "Duration of the last flush.", secs(s.last_flush));
-        out.gauge("longest_flush_seconds", "Longest flush so far.", secs(s.longest_flush));
+        out.gauge(
+            "last_flush_seconds",
+            "Duration of the last flush.",
+            secs(s.last_flush),
+        );
+        out.gauge(
+            "longest_flush_seconds",
+            "Longest flush so far.",
+            secs(s.longest_flush),
+        );
         out.gauge("entries", "Entries held now.", s.entries as f64);
-        out.gauge("queued", "Entries queued in the output now.", s.queued as f64);
+        out.gauge(
+            "queued",
+            "Entries queued in the output now.",
+            s.queued as f64,
+        );
     }
 }
 
 fn channel_sample(s: ChannelStats, out: &mut Emitter<'_>) {
     out.counter("sent", "Items accepted.", s.sent);
     out.counter("received", "Items received.", s.received);
-    out.counter("dropped_newest", "Items dropped on send (DropNewest).", s.dropped_newest);
-    out.counter("dropped_oldest", "Queued items evicted (DropOldest).", s.dropped_oldest);
+    out.counter(
+        "dropped_newest",
+        "Items dropped on send (DropNewest).",
+        s.dropped_newest,
+    );
+    out.counter(
+        "dropped_oldest",
+        "Queued items evicted (DropOldest).",
+        s.dropped_oldest,
+    );
     out.counter("rejected", "Items handed back (Reject).", s.rejected);
-    out.counter("timed_out", "Items handed back (BlockTimeout).", s.timed_out);
+    out.counter(
+        "timed_out",
+        "Items handed back (BlockTimeout).",
+        s.timed_out,
+    );
     out.gauge("queued", "Items queued now.", s.len as f64);
     out.gauge("capacity", "The channel's capacity.", s.capacity as f64);
-    out.gauge("waiting_senders", "Senders waiting now.", s.waiting_senders as f64);
-    out.gauge("waiting_receivers", "Receivers waiting now.", s.waiting_receivers as f64);
+    out.gauge(
+        "waiting_senders",
+        "Senders waiting now.",
+        s.waiting_senders as f64,
+    );
+    out.gauge(
+        "waiting_receivers",
+        "Receivers waiting now.",
+        s.waiting_receivers as f64,
+    );
 }
 
 impl<T: Send> Source for Sender<T> {
@@ -452,31 +523,79 @@ impl Source for SerialWriter {
         out.counter("written", "Records written.", s.written);
         out.counter("written_bytes", "Bytes written.", s.written_bytes);
         out.counter("failed", "Records whose sink call failed.", s.failed);
-        out.counter("failed_bytes", "Bytes whose sink call failed.", s.failed_bytes);
+        out.counter(
+            "failed_bytes",
+            "Bytes whose sink call failed.",
+            s.failed_bytes,
+        );
         out.counter("sink_calls", "Sink write calls.", s.sink_calls);
-        out.counter("sink_errors", "Sink write calls that failed.", s.sink_errors);
+        out.counter(
+            "sink_errors",
+            "Sink write calls that failed.",
+            s.sink_errors,
+        );
         out.counter("sink_panics", "Sink calls that panicked.", s.sink_panics);
         out.counter("sink_flushes", "Sink flushes.", s.sink_flushes);
         out.counter("flush_errors", "Sink flushes that failed.", s.flush_errors);
-        out.counter("dropped_newest", "Records dropped at write.", s.dropped_newest);
-        out.counter("dropped_oldest", "Queued records evicted.", s.dropped_oldest);
-        out.counter("dropped_oldest_bytes", "Bytes evicted.", s.dropped_oldest_bytes);
+        out.counter(
+            "dropped_newest",
+            "Records dropped at write.",
+            s.dropped_newest,
+        );
+        out.counter(
+            "dropped_oldest",
+            "Queued records evicted.",
+            s.dropped_oldest,
+        );
+        out.counter(
+            "dropped_oldest_bytes",
+            "Bytes evicted.",
+            s.dropped_oldest_bytes,
+        );
         out.counter("rejected", "Writes refused (Reject).", s.rejected);
         out.counter("timed_out", "Writes refused (BlockTimeout).", s.timed_out);
-        out.counter("too_large", "Writes larger than the byte capacity.", s.too_large);
-        out.counter("refused_closed", "Writes refused after close.", s.refused_closed);
-        out.counter("unwritten", "Records discarded by a close deadline.", s.unwritten);
+        out.counter(
+            "too_large",
+            "Writes larger than the byte capacity.",
+            s.too_large,
+        );
+        out.counter(
+            "refused_closed",
+            "Writes refused after close.",
+            s.refused_closed,
+        );
+        out.counter(
+            "unwritten",
+            "Records discarded by a close deadline.",
+            s.unwritten,
+        );
         out.counter("sync_runs", "Sync hook runs.", s.sync_runs);
         out.counter("sync_errors", "Sync hook runs that failed.", s.sync_errors);
         out.counter("async_runs", "Async hook runs started.", s.async_runs);
-        out.counter("async_skipped", "Async hook ticks skipped.", s.async_skipped);
-        out.counter("async_panics", "Async hook runs that panicked.", s.async_panics);
+        out.counter(
+            "async_skipped",
+            "Async hook ticks skipped.",
+            s.async_skipped,
+        );
+        out.counter(
+            "async_panics",
+            "Async hook runs that panicked.",
+            s.async_panics,
+        );
         out.counter("errors", "Errors recorded.", s.errors);
         out.gauge("queued", "Records queued now.", s.queued as f64);
         out.gauge("queued_bytes", "Bytes queued now.", s.queued_bytes as f64);
         out.gauge("waiting", "Writes waiting for room now.", s.waiting as f64);
-        out.gauge("waiting_bytes", "Bytes of the writes waiting now.", s.waiting_bytes as f64);
-        out.gauge("async_running", "Async hook runs in progress.", s.async_running as f64);
+        out.gauge(
+            "waiting_bytes",
+            "Bytes of the writes waiting now.",
+            s.waiting_bytes as f64,
+        );
+        out.gauge(
+            "async_running",
+            "Async hook runs in progress.",
+            s.async_running as f64,
+        );
     }
 }
 
@@ -494,33 +613,93 @@ where
     fn sample(&self, out: &mut Emitter<'_>) {
         let s = self.stats();
         out.counter("added", "Items accepted.", s.added);
-        out.counter("sealed_grace", "Groups sealed by the grace period.", s.sealed.grace);
-        out.counter("sealed_max_delay", "Groups sealed by the max delay.", s.sealed.max_delay);
-        out.counter("sealed_max_items", "Groups sealed at max items.", s.sealed.max_items);
-        out.counter("sealed_max_bytes", "Groups sealed at max bytes.", s.sealed.max_bytes);
-        out.counter("sealed_manual", "Groups sealed by a flush.", s.sealed.manual);
-        out.counter("sealed_shutdown", "Groups sealed by shutdown.", s.sealed.shutdown);
+        out.counter(
+            "sealed_grace",
+            "Groups sealed by the grace period.",
+            s.sealed.grace,
+        );
+        out.counter(
+            "sealed_max_delay",
+            "Groups sealed by the max delay.",
+            s.sealed.max_delay,
+        );
+        out.counter(
+            "sealed_max_items",
+            "Groups sealed at max items.",
+            s.sealed.max_items,
+        );
+        out.counter(
+            "sealed_max_bytes",
+            "Groups sealed at max bytes.",
+            s.sealed.max_bytes,
+        );
+        out.counter(
+            "sealed_manual",
+            "Groups sealed by a flush.",
+            s.sealed.manual,
+        );
+        out.counter(
+            "sealed_shutdown",
+            "Groups sealed by shutdown.",
+            s.sealed.shutdown,
+        );
         out.counter("emitted", "Batches handed to the output.", s.emitted);
         out.counter("empty", "Aggregations with nothing to emit.", s.empty);
         out.counter("failures", "Aggregations that returned Err.", s.failures);
         out.counter("panics", "Aggregations that panicked.", s.panics);
-        out.counter("dead_letters", "Failed groups dead-lettered.", s.dead_letters);
+        out.counter(
+            "dead_letters",
+            "Failed groups dead-lettered.",
+            s.dead_letters,
+        );
         out.counter(
             "dead_letters_dropped",
             "Dead letters evicted from a full output.",
             s.dead_letters_dropped,
         );
-        out.counter("refused_closed", "Adds refused after shutdown.", s.refused_closed);
-        out.counter("refused_full", "Adds refused at max groups.", s.refused_full);
-        out.counter("dropped_newest", "Batches dropped (DropNewest).", s.dropped_newest);
-        out.counter("dropped_oldest", "Batches evicted (DropOldest).", s.dropped_oldest);
+        out.counter(
+            "refused_closed",
+            "Adds refused after shutdown.",
+            s.refused_closed,
+        );
+        out.counter(
+            "refused_full",
+            "Adds refused at max groups.",
+            s.refused_full,
+        );
+        out.counter(
+            "dropped_newest",
+            "Batches dropped (DropNewest).",
+            s.dropped_newest,
+        );
+        out.counter(
+            "dropped_oldest",
+            "Batches evicted (DropOldest).",
+            s.dropped_oldest,
+        );
         out.counter("rejected", "Batches refused (Reject).", s.rejected);
-        out.counter("timed_out", "Batches not sent in time (BlockTimeout).", s.timed_out);
+        out.counter(
+            "timed_out",
+            "Batches not sent in time (BlockTimeout).",
+            s.timed_out,
+        );
         out.counter("late", "Groups sealed by a deadline.", s.late_count);
-        out.gauge("late_sum_seconds", "Sum of the deadline seals' lateness.", secs(s.late_sum));
-        out.gauge("late_max_seconds", "Largest deadline seal lateness.", secs(s.late_max));
+        out.gauge(
+            "late_sum_seconds",
+            "Sum of the deadline seals' lateness.",
+            secs(s.late_sum),
+        );
+        out.gauge(
+            "late_max_seconds",
+            "Largest deadline seal lateness.",
+            secs(s.late_max),
+        );
         out.gauge("groups_open", "Groups open now.", s.groups_open as f64);
-        out.gauge("queued", "Batches queued in the output now.", s.queued as f64);
+        out.gauge(
+            "queued",
+            "Batches queued in the output now.",
+            s.queued as f64,
+        );
     }
 }
 
@@ -531,9 +710,17 @@ impl<C: Clock> Source for RateLimiter<C> {
 
     fn sample(&self, out: &mut Emitter<'_>) {
         let quota = self.quota();
-        out.gauge("available", "Cells that could pass at once now.", self.available() as f64);
+        out.gauge(
+            "available",
+            "Cells that could pass at once now.",
+            self.available() as f64,
+        );
         out.gauge("burst", "Cells allowed at once.", quota.burst() as f64);
-        out.gauge("interval_seconds", "The emission interval.", secs(quota.interval()));
+        out.gauge(
+            "interval_seconds",
+            "The emission interval.",
+            secs(quota.interval()),
+        );
     }
 }
 
@@ -544,14 +731,22 @@ impl<C: Clock> Source for CachedRateLimiter<C> {
 
     fn sample(&self, out: &mut Emitter<'_>) {
         let quota = self.quota();
-        out.gauge("cached", "Cells sitting in the caches now.", self.cached() as f64);
+        out.gauge(
+            "cached",
+            "Cells sitting in the caches now.",
+            self.cached() as f64,
+        );
         out.gauge(
             "over_admission_bound",
             "Most cells beyond the strict GCRA in a window.",
             self.over_admission_bound() as f64,
         );
         out.gauge("burst", "Cells allowed at once.", quota.burst() as f64);
-        out.gauge("interval_seconds", "The emission interval.", secs(quota.interval()));
+        out.gauge(
+            "interval_seconds",
+            "The emission interval.",
+            secs(quota.interval()),
+        );
     }
 }
 
@@ -567,10 +762,18 @@ where
     fn sample(&self, out: &mut Emitter<'_>) {
         let s = self.stats();
         out.counter("created", "Keys started.", s.created);
-        out.counter("expired", "Replenished keys dropped by the sweep.", s.expired);
+        out.counter(
+            "expired",
+            "Replenished keys dropped by the sweep.",
+            s.expired,
+        );
         out.counter("evicted", "Keys evicted while not replenished.", s.evicted);
         out.counter("refused", "New keys refused.", s.refused);
-        out.counter("quota_panics", "Panics caught in quota_for.", s.quota_panics);
+        out.counter(
+            "quota_panics",
+            "Panics caught in quota_for.",
+            s.quota_panics,
+        );
         out.gauge("keys", "Keys tracked now.", s.keys as f64);
     }
 }
@@ -581,8 +784,16 @@ impl<C: Clock> Source for LeakyBucket<C> {
     }
 
     fn sample(&self, out: &mut Emitter<'_>) {
-        out.gauge("waiting", "Callers holding a later slot now.", self.waiting() as f64);
-        out.gauge("interval_seconds", "The spacing between callers.", secs(self.interval()));
+        out.gauge(
+            "waiting",
+            "Callers holding a later slot now.",
+            self.waiting() as f64,
+        );
+        out.gauge(
+            "interval_seconds",
+            "The spacing between callers.",
+            secs(self.interval()),
+        );
     }
 }
 
@@ -609,15 +820,27 @@ impl Source for WorkerPool {
         out.counter("completed", "Tasks that ran and returned.", s.completed);
         out.counter("panicked", "Tasks that panicked.", s.panicked);
         out.counter("timed_out", "Tasks that ran past the timeout.", s.timed_out);
-        out.counter("cancelled", "Tasks cancelled before they started.", s.cancelled);
+        out.counter(
+            "cancelled",
+            "Tasks cancelled before they started.",
+            s.cancelled,
+        );
         out.counter("rejected", "Tasks handed back by submit.", s.rejected);
-        out.counter("dropped", "Tasks dropped by the overflow policy.", s.dropped);
+        out.counter(
+            "dropped",
+            "Tasks dropped by the overflow policy.",
+            s.dropped,
+        );
         out.counter("not_run", "Tasks handed back unrun by shutdown.", s.not_run);
         out.gauge("queued", "Tasks queued now.", s.queued as f64);
         out.gauge("running", "Tasks running now.", s.running as f64);
         out.gauge("workers", "Worker threads.", s.busy.len() as f64);
         let busy: Duration = s.busy.iter().sum();
-        out.gauge("busy_seconds", "Time the workers spent busy, summed.", secs(busy));
+        out.gauge(
+            "busy_seconds",
+            "Time the workers spent busy, summed.",
+            secs(busy),
+        );
     }
 }
 
@@ -633,7 +856,11 @@ impl Source for Scheduler {
         out.counter("panicked", "Runs that panicked.", s.panicked);
         out.counter("retried", "Retries scheduled.", s.retried);
         out.counter("gave_up", "Failures with no retry left.", s.gave_up);
-        out.counter("skipped_window", "Firings skipped outside a window.", s.skipped_window);
+        out.counter(
+            "skipped_window",
+            "Firings skipped outside a window.",
+            s.skipped_window,
+        );
         out.counter("missed", "Overdue occurrences not run.", s.missed);
         out.counter("rejected", "Runs the pool refused.", s.rejected);
         out.gauge("jobs", "Jobs scheduled now.", self.len() as f64);

@@ -414,8 +414,15 @@ fn names_follow_the_convention_and_have_help() {
     assert_eq!(types.len(), 19 + 30);
     for (name, kind) in &types {
         assert!(name.starts_with("sheaf_aggregator_") || name.starts_with("sheaf_writer_"));
-        assert_eq!(name.ends_with("_total"), kind == "counter", "{name} is a {kind}");
-        assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help");
+        assert_eq!(
+            name.ends_with("_total"),
+            kind == "counter",
+            "{name} is a {kind}"
+        );
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no help"
+        );
     }
 }
 
@@ -470,7 +477,10 @@ fn a_foreign_source_joins_with_one_impl() {
     sampler.register(&hits, "c").unwrap();
     sample_into(&recorder, &sampler);
     let series = parse(&recorder.handle().render());
-    assert_eq!(series.get("sheaf_cache_hits_total{name=\"c\"}"), Some(&42.0));
+    assert_eq!(
+        series.get("sheaf_cache_hits_total{name=\"c\"}"),
+        Some(&42.0)
+    );
     assert_eq!(series.get("sheaf_cache_size_bytes{name=\"c\"}"), Some(&1.5));
 }
 
@@ -487,7 +497,9 @@ fn the_background_thread_samples_on_its_clock_and_once_more_at_stop() {
             .setting(),
         "interval"
     );
-    let thread = sampler.spawn(Duration::from_secs(1), clock.clone()).unwrap();
+    let thread = sampler
+        .spawn(Duration::from_secs(1), clock.clone())
+        .unwrap();
     for round in 1..=3 {
         clock.advance(Duration::from_secs(1));
         while sampler.samples() < round {
