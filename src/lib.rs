@@ -21,6 +21,8 @@
 //!   handles, caught panics, cooperative timeouts and a reported shutdown.
 //! - [`schedule::Scheduler`]: one-shot, fixed-rate and cron jobs (time
 //!   zones, retries with jitter, windows) on a pool, timed by a timer wheel.
+//! - `metrics` (feature `metrics`): every component's counters and
+//!   gauges through the `metrics` facade, by sampling their stats.
 //! - [`topology`]: CPUs, physical cores and NUMA nodes; per-core pinning.
 //!
 //! ```
@@ -49,6 +51,8 @@ mod error;
 pub mod hash;
 pub mod limit;
 pub mod merge;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod overflow;
 pub mod pool;
 pub mod ring;
