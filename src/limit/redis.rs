@@ -184,9 +184,8 @@ impl RedisRateLimiterBuilder {
     pub fn build(self) -> Result<RedisRateLimiter, ConfigError> {
         let client = match (self.client, self.url) {
             (Some(client), _) => client,
-            (None, Some(url)) => Client::open(url.as_str()).map_err(|e| {
-                ConfigError::new("url", format!("{url:?} is not a Redis URL: {e}"))
-            })?,
+            (None, Some(url)) => Client::open(url.as_str())
+                .map_err(|e| ConfigError::new("url", format!("{url:?} is not a Redis URL: {e}")))?,
             (None, None) => {
                 return Err(ConfigError::new(
                     "url",
