@@ -40,7 +40,7 @@
 //! exactly `burst + ⌊E / T⌋`, and `n > burst` can never pass (an error
 //! says so rather than a silent "never"). The same arithmetic, with test
 //! vectors in `tests/vectors/gcra.txt`, is what a distributed limiter must
-//! reproduce: [`redis::RedisRateLimiter`] (feature `redis`) does, against a
+//! reproduce: `redis::RedisRateLimiter` (feature `redis`) does, against a
 //! real server. DESIGN.md ("The limiters") has the memory orderings and
 //! measurements.
 

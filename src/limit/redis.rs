@@ -4,7 +4,7 @@
 //!
 //! One check is one round trip: an `FCALL` of a Redis function that reads
 //! the server's clock (`TIME`), decides with the arithmetic of
-//! [`gcra::decide`](super::gcra) and writes the new state, atomically.
+//! the in-process `decide` and writes the new state, atomically.
 //! The [`Quota`] travels with every call, so the server holds nothing but
 //! one theoretical arrival time per key. DESIGN.md ("The Redis rate
 //! limiter") has the key layout and the correctness argument.
