@@ -40,7 +40,8 @@
 //! exactly `burst + ⌊E / T⌋`, and `n > burst` can never pass (an error
 //! says so rather than a silent "never"). The same arithmetic, with test
 //! vectors in `tests/vectors/gcra.txt`, is what a distributed limiter must
-//! reproduce. DESIGN.md ("The limiters") has the memory orderings and
+//! reproduce: `redis::RedisRateLimiter` (feature `redis`) does, against a
+//! real server. DESIGN.md ("The limiters") has the memory orderings and
 //! measurements.
 
 mod cached;
@@ -49,6 +50,8 @@ mod gcra;
 mod keyed;
 mod leaky;
 mod rate;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(all(test, not(sheaf_loom)))]
 mod tests;
 
