@@ -460,7 +460,10 @@ impl<T: Send + 'static, O: Send + 'static> RedisBatcherBuilder<T, O> {
             ("marker_retention", Some(self.retention)),
         ] {
             if value == Some(Duration::ZERO) {
-                return Err(ConfigError::new(name, "0 is not a usable duration; use 1 ms or more"));
+                return Err(ConfigError::new(
+                    name,
+                    "0 is not a usable duration; use 1 ms or more",
+                ));
             }
         }
         if let (Some(grace), Some(max_delay)) = (self.grace, self.max_delay) {
@@ -491,7 +494,10 @@ impl<T: Send + 'static, O: Send + 'static> RedisBatcherBuilder<T, O> {
         load_library(&mut con).map_err(|e| {
             ConfigError::new(
                 "url",
-                format!("{:?} refused the function library (Redis >= 7.0 needed): {e}", self.url),
+                format!(
+                    "{:?} refused the function library (Redis >= 7.0 needed): {e}",
+                    self.url
+                ),
             )
         })?;
         let keys = (0..self.shards)
@@ -705,7 +711,8 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
         };
         let result = self.run_on(&mut con, cmds);
         match &result {
-            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() => {}
+            Err(e)
+                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() => {}
             _ => lock(&self.pool).push(con),
         }
         result
@@ -835,7 +842,10 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
     }
 
     fn local_ms(&self) -> u64 {
-        self.clock.now().saturating_duration_since(self.origin).as_millis() as u64
+        self.clock
+            .now()
+            .saturating_duration_since(self.origin)
+            .as_millis() as u64
     }
 
     /// Wakes the driver if `wait_ms` from now is before its alarm.
@@ -1219,7 +1229,13 @@ impl<T: Send + 'static, O: Send + 'static> RedisBatcher<T, O> {
                 .into_iter()
                 .map(|(g, score)| {
                     let s = text(score);
-                    (text(g), s.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| f as u64))
+                    (
+                        text(g),
+                        s.parse::<f64>()
+                            .ok()
+                            .filter(|f| f.is_finite())
+                            .map(|f| f as u64),
+                    )
                 })
                 .collect();
             for (g, m) in meta {
