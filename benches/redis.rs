@@ -57,6 +57,18 @@ fn con(server: &RedisServer) -> redis::Connection {
         .unwrap()
 }
 
+/// Loads asynq's scripts (pipelined EVALSHA does not load them itself).
+fn load_asynq(server: &RedisServer) {
+    let mut con = con(server);
+    for script in [ASYNQ_ENQUEUE, ASYNQ_CHECK] {
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(script)
+            .query(&mut con)
+            .unwrap();
+    }
+}
+
 fn items_per_client() -> usize {
     std::env::var("SHEAF_REDIS_BENCH_ITEMS")
         .ok()
@@ -115,6 +127,7 @@ fn sheaf_run(clients: usize, pipelined: bool, per_client: usize) -> (f64, f64) {
 /// per client ticking every grace period (asynq: min(grace, 7 s)).
 fn asynq_run(clients: usize, pipelined: bool, per_client: usize) -> (f64, f64) {
     let server = RedisServer::start();
+    load_asynq(&server);
     let enqueue = redis::Script::new(ASYNQ_ENQUEUE);
     let check = redis::Script::new(ASYNQ_CHECK);
     let round_trips = AtomicU64::new(0);
@@ -218,10 +231,11 @@ fn latency_run(live: usize) {
         .codecs(Utf8, Utf8)
         .aggregate(|_, items: &mut Vec<String>| Ok::<_, String>(items.join(",")))
         .grace(Duration::from_secs(1))
-        .claim_limit(2_000)
         .build()
         .unwrap();
-    let items: Vec<(String, String)> = (0..live).map(|i| (format!("l{i}"), format!("x{i}"))).collect();
+    let items: Vec<(String, String)> = (0..live)
+        .map(|i| (format!("l{i}"), format!("x{i}")))
+        .collect();
     for chunk in items.chunks(PIPELINE) {
         batcher
             .add_all(chunk.iter().map(|(g, item)| (g.as_str(), item)))
@@ -237,12 +251,19 @@ fn latency_run(live: usize) {
         }
         thread::sleep(Duration::from_millis(20));
     }
-    let v: Value = redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query(&mut con).unwrap();
+    let v: Value = redis::cmd("XRANGE")
+        .arg(&key)
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
     let (mut late, mut commit) = (Vec::new(), Vec::new());
     let Value::Array(entries) = v else { panic!() };
     for e in entries {
         let Value::Array(parts) = e else { panic!() };
-        let Value::Array(fields) = &parts[1] else { panic!() };
+        let Value::Array(fields) = &parts[1] else {
+            panic!()
+        };
         let get = |name: &str| -> u64 {
             let i = fields
                 .iter()
@@ -274,6 +295,7 @@ fn latency_run(live: usize) {
     batcher.shutdown(Duration::from_secs(10));
 
     // asynq: one aggregator tick over the same number of live groups.
+    load_asynq(&server);
     let check = redis::Script::new(ASYNQ_CHECK);
     let enqueue = redis::Script::new(ASYNQ_ENQUEUE);
     let mut pipe = redis::pipe();
@@ -289,7 +311,10 @@ fn latency_run(live: usize) {
     }
     let _: Value = pipe.query(&mut con).unwrap();
     let start = Instant::now();
-    let groups: Vec<String> = redis::cmd("SMEMBERS").arg("asynq:{q}:groups").query(&mut con).unwrap();
+    let groups: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("asynq:{q}:groups")
+        .query(&mut con)
+        .unwrap();
     for g in &groups {
         let _: Value = check
             .key(format!("asynq:{{q}}:g:{g}"))

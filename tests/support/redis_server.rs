@@ -146,7 +146,11 @@ impl RedisServer {
             if ping(&socket) {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 // The free port may have been taken meanwhile: take another.
                 assert!(
                     self.port.is_some() && attempts < 5,

@@ -97,12 +97,13 @@ local function add(K, ARGV)
   return {opened, sealed, due, now}
 end
 
--- ARGV: limit, lease_ms, max_attempts. Seals the due groups, claims ready
+-- ARGV: limit, lease_ms, max_attempts, seal_limit. Seals the due groups
+-- (sealing moves no item, so it takes many more than it claims), claims ready
 -- or expired batches. -> {wait_ms or -1, now, sealed, {batch...}, dead}
 local function tick(K, ARGV)
   local now = now_ms()
   local limit, lease, max_attempts = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-  local due = redis.call('ZRANGEBYSCORE', K[3], '-inf', now, 'LIMIT', 0, limit)
+  local due = redis.call('ZRANGEBYSCORE', K[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
   for _, g in ipairs(due) do
     local m = get_group(K, g)
     if m then

@@ -394,7 +394,9 @@ impl<T: Send + 'static, O: Send + 'static> RedisBatcherBuilder<T, O> {
         self
     }
 
-    /// Most groups sealed and batches claimed per shard per pass (default 256).
+    /// Most batches claimed per shard per pass (default 256); up to 16
+    /// times as many due groups are sealed per pass (a seal moves no item),
+    /// so a long pass delays seals less.
     pub fn claim_limit(mut self, limit: usize) -> Self {
         self.claim_limit = limit;
         self
@@ -868,7 +870,8 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
                 let mut cmd = self.fcall("sheaf_batch_tick", s);
                 cmd.arg(self.claim_limit)
                     .arg(self.lease_ms)
-                    .arg(self.max_attempts);
+                    .arg(self.max_attempts)
+                    .arg(self.claim_limit.saturating_mul(16));
                 cmd
             })
             .collect();
@@ -1064,10 +1067,8 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
             if self.closed.load(Ordering::Acquire) {
                 break;
             }
-            let wait = match self.pass(None) {
-                Ok(wait) => wait,
-                Err(_) => None, // server away: try again after idle_poll
-            };
+            // Server away: try again after idle_poll.
+            let wait = self.pass(None).unwrap_or_default();
             let sleep = wait.map_or(self.idle_poll, |w| {
                 Duration::from_millis(w).min(self.idle_poll)
             });
