@@ -97,7 +97,7 @@ local function add(K, ARGV)
   return {opened, sealed, due, now}
 end
 
--- ARGV: limit, lease_ms, max_attempts, seal_limit. Seals the due groups
+-- ARGV: limit (0: seal only), lease_ms, max_attempts, seal_limit. Seals the due groups
 -- (sealing moves no item, so it takes many more than it claims), claims ready
 -- or expired batches. -> {wait_ms or -1, now, sealed, {batch...}, dead}
 local function tick(K, ARGV)
@@ -114,7 +114,10 @@ local function tick(K, ARGV)
     end
   end
   local out, dead = {}, 0
-  local ready = redis.call('ZRANGEBYSCORE', K[4], '-inf', now, 'LIMIT', 0, limit)
+  local ready = {}
+  if limit > 0 then
+    ready = redis.call('ZRANGEBYSCORE', K[4], '-inf', now, 'LIMIT', 0, limit)
+  end
   for _, e in ipairs(ready) do
     local b = get_batch(K, e)
     if not b then
@@ -136,7 +139,8 @@ local function tick(K, ARGV)
   local wait = -1
   local first = redis.call('ZRANGE', K[3], 0, 0, 'WITHSCORES')
   if first[2] and first[2] ~= 'inf' then wait = tonumber(first[2]) end
-  local lease_first = redis.call('ZRANGE', K[4], 0, 0, 'WITHSCORES')
+  local lease_first = {}
+  if limit > 0 then lease_first = redis.call('ZRANGE', K[4], 0, 0, 'WITHSCORES') end
   if lease_first[2] then
     local l = tonumber(lease_first[2])
     if wait < 0 or l < wait then wait = l end

@@ -537,6 +537,9 @@ impl<T: Send + 'static, O: Send + 'static> RedisBatcherBuilder<T, O> {
             clock: crate::clock::monotonic(),
             driver: Mutex::new(None),
             driver_thread: Mutex::new(None),
+            sealer_thread: Mutex::new(None),
+            sealer_wake: AtomicBool::new(false),
+            sealer_next: AtomicU64::new(u64::MAX),
             driver_done: AtomicBool::new(true),
             pass_lock: Mutex::new(()),
             handles: AtomicUsize::new(1),
@@ -550,6 +553,12 @@ impl<T: Send + 'static, O: Send + 'static> RedisBatcherBuilder<T, O> {
                 .map_err(|e| ConfigError::new("drivers", format!("cannot start a thread: {e}")))?;
             *lock(&shared.driver_thread) = Some(handle.thread().clone());
             *lock(&shared.driver) = Some(handle);
+            let sealer = Arc::clone(&shared);
+            let handle = thread::Builder::new()
+                .name("sheaf-redis-seal".into())
+                .spawn(move || sealer.seal_loop())
+                .map_err(|e| ConfigError::new("drivers", format!("cannot start a thread: {e}")))?;
+            *lock(&shared.sealer_thread) = Some(handle.thread().clone());
         }
         Ok(RedisBatcher { shared })
     }
@@ -603,6 +612,10 @@ struct Shared<T, O> {
     clock: SharedClock,
     driver: Mutex<Option<JoinHandle<()>>>,
     driver_thread: Mutex<Option<Thread>>,
+    sealer_thread: Mutex<Option<Thread>>,
+    sealer_wake: AtomicBool,
+    /// Local ms since `origin` the sealer sleeps until.
+    sealer_next: AtomicU64,
     driver_done: AtomicBool,
     /// One pass at a time per process (driver, manual ticks, shutdown).
     pass_lock: Mutex<()>,
@@ -853,6 +866,13 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
     /// Wakes the driver if `wait_ms` from now is before its alarm.
     fn wake_at(&self, wait_ms: u64) {
         let at = self.local_ms().saturating_add(wait_ms);
+        if at < self.sealer_next.load(Ordering::Acquire) {
+            self.sealer_next.fetch_min(at, Ordering::AcqRel);
+            self.sealer_wake.store(true, Ordering::Release);
+            if let Some(t) = lock(&self.sealer_thread).as_ref() {
+                t.unpark();
+            }
+        }
         if at < self.next_wake.load(Ordering::Acquire) {
             self.next_wake.fetch_min(at, Ordering::AcqRel);
             self.wake.store(true, Ordering::Release);
@@ -864,11 +884,11 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
 
     /// Seals due groups and claims ready batches in every shard (one round
     /// trip). Returns the claims and the wait until the next deadline.
-    fn claim(&self) -> Result<(Vec<Claimed>, Option<u64>), redis::RedisError> {
+    fn claim(&self, limit: usize) -> Result<(Vec<Claimed>, Option<u64>, u64), redis::RedisError> {
         let cmds: Vec<Cmd> = (0..self.keys.len() as u32)
             .map(|s| {
                 let mut cmd = self.fcall("sheaf_batch_tick", s);
-                cmd.arg(self.claim_limit)
+                cmd.arg(limit)
                     .arg(self.lease_ms)
                     .arg(self.max_attempts)
                     .arg(self.claim_limit.saturating_mul(16));
@@ -878,11 +898,12 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
         let replies = self.run(&cmds)?;
         let mut claimed = Vec::new();
         let mut wait: Option<u64> = None;
+        let mut sealed = 0;
         for (shard, reply) in replies.into_iter().enumerate() {
             let mut r = array(reply).into_iter();
             let w = r.next().map_or(-1, |v| int(&v));
             let _now = r.next();
-            let _sealed = r.next();
+            sealed += r.next().map_or(0, |v| int(&v)) as u64;
             let batches = r.next().map(array).unwrap_or_default();
             let dead = r.next().map_or(0, |v| int(&v));
             self.counters
@@ -918,7 +939,7 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
                 });
             }
         }
-        Ok((claimed, wait))
+        Ok((claimed, wait, sealed))
     }
 
     /// Aggregates one claimed batch: the bytes to commit, or why not.
@@ -987,7 +1008,7 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
     /// next deadline.
     fn pass(&self, release_after: Option<Instant>) -> Result<Option<u64>, RedisBatchError> {
         let _pass = lock(&self.pass_lock);
-        let (claimed, wait) = self.claim()?;
+        let (claimed, wait, _) = self.claim(self.claim_limit)?;
         if claimed.is_empty() {
             return Ok(wait);
         }
@@ -1086,6 +1107,39 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
         self.driver_done.store(true, Ordering::Release);
     }
 
+    /// The sealing loop: seals due groups as their deadlines pass (a seal
+    /// moves no item, so it is quick) while the driver aggregates and
+    /// commits, so a long pass does not make seals late; wakes the driver
+    /// when it sealed something.
+    fn seal_loop(&self) {
+        while !self.closed.load(Ordering::Acquire) {
+            let wait = match self.claim(0) {
+                Ok((_, wait, sealed)) => {
+                    if sealed > 0 {
+                        self.wake.store(true, Ordering::Release);
+                        if let Some(t) = lock(&self.driver_thread).as_ref() {
+                            t.unpark();
+                        }
+                    }
+                    wait
+                }
+                Err(_) => None,
+            };
+            let sleep = wait.map_or(self.idle_poll, |w| {
+                Duration::from_millis(w).min(self.idle_poll)
+            });
+            let until = self.clock.now() + sleep;
+            self.sealer_next
+                .store(self.local_ms() + millis(sleep), Ordering::Release);
+            while !self.sealer_wake.swap(false, Ordering::AcqRel)
+                && !self.closed.load(Ordering::Acquire)
+                && self.clock.now() < until
+            {
+                self.clock.park_until(Some(until));
+            }
+        }
+    }
+
     fn stats(&self) -> RedisBatchStats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -1122,6 +1176,9 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
         }
         let until = crate::clock::deadline_after(Instant::now(), deadline);
         if let Some(t) = lock(&self.driver_thread).as_ref() {
+            t.unpark();
+        }
+        if let Some(t) = lock(&self.sealer_thread).as_ref() {
             t.unpark();
         }
         let mut timed_out = false;
@@ -1362,7 +1419,7 @@ impl<T: Send + 'static, O: Send + 'static> RedisBatcher<T, O> {
     /// `Redis` when the server fails.
     #[doc(hidden)]
     pub fn claim_and_abandon(&self) -> Result<Vec<RedisBatchId>, RedisBatchError> {
-        let (claimed, _) = self.shared.claim()?;
+        let (claimed, _, _) = self.shared.claim(self.shared.claim_limit)?;
         Ok(claimed
             .iter()
             .map(|c| RedisBatchId {
@@ -1402,6 +1459,9 @@ impl<T, O> Drop for RedisBatcher<T, O> {
             // The last handle: stop the driver (which holds the state).
             self.shared.closed.store(true, Ordering::Release);
             if let Some(t) = lock(&self.shared.driver_thread).as_ref() {
+                t.unpark();
+            }
+            if let Some(t) = lock(&self.shared.sealer_thread).as_ref() {
                 t.unpark();
             }
         }
