@@ -52,6 +52,8 @@
 //! good: those items open a fresh group.
 
 mod engine;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(test)]
 mod tests;
 
