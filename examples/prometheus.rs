@@ -5,10 +5,10 @@
 //! cargo run --release --features metrics --example prometheus -- [PORT] [SECONDS]
 //! ```
 //!
-//! `PORT` (or `SHEAF_METRICS_PORT`) defaults to a free one, printed at start;
+//! `PORT` (or `SHEAF_METRICS_PORT`; 0 or absent: a free one, printed at start);
 //! `SECONDS` (default 30, 0: until killed) is how long the load runs. The
 //! sampler thread exports the stats every second, and once more when the
-//! load stops, so a last scrape equals the components' final `stats()`.
+//! load stops; the final `stats()` are printed at exit.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -29,7 +29,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .or_else(|| std::env::var("SHEAF_METRICS_PORT").ok())
     {
         Some(port) => port.parse()?,
-        None => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
+        None => 0,
+    };
+    // 0: a port the kernel hands out now, so it can be printed.
+    let port = match port {
+        0 => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
+        port => port,
     };
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(30);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
