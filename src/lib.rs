@@ -21,6 +21,8 @@
 //!   handles, caught panics, cooperative timeouts and a reported shutdown.
 //! - [`schedule::Scheduler`]: one-shot, fixed-rate and cron jobs (time
 //!   zones, retries with jitter, windows) on a pool, timed by a timer wheel.
+//! - [`spill`]: a crash-safe segment log on disk that a full channel
+//!   spills to under [`Overflow::Spill`].
 //! - [`topology`]: CPUs, physical cores and NUMA nodes; per-core pinning.
 //!
 //! ```
@@ -53,6 +55,7 @@ mod overflow;
 pub mod pool;
 pub mod ring;
 pub mod schedule;
+pub mod spill;
 mod sync;
 pub mod table;
 pub mod timer;
