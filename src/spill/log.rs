@@ -59,6 +59,10 @@ pub struct SpillStats {
     pub corrupt: u64,
     /// `fsync` calls made.
     pub syncs: u64,
+    /// Records appended since open that are known durable: those appended
+    /// before the tail segment's last `fsync` (segments closed by rotation
+    /// are synced unless the policy is `Never`).
+    pub synced: u64,
     /// Unread records now.
     pub len: u64,
     /// Bytes of the live segment files now.
@@ -640,6 +644,7 @@ impl<T> SpillLog<T> {
         self.write_out()?;
         self.tail.sync_data()?;
         self.stats.syncs += 1;
+        self.stats.synced = self.stats.pushed;
         self.appended_since_sync = 0;
         self.last_sync = self.config.clock().now();
         Ok(())
@@ -653,6 +658,7 @@ impl<T> SpillLog<T> {
         if sync {
             self.tail.sync_data()?;
             self.stats.syncs += 1;
+            self.stats.synced = self.stats.pushed;
             self.appended_since_sync = 0;
         }
         let old = *self.segments.back().expect("a tail segment");
