@@ -204,6 +204,8 @@ pub struct SpillLog<T> {
     scratch: Vec<u8>,
     stats: SpillStats,
     recovery: RecoveryReport,
+    /// Set by `simulate_crash`: drop does nothing.
+    crashed: bool,
 }
 
 impl<T> fmt::Debug for SpillLog<T> {
@@ -370,10 +372,12 @@ impl<T> SpillLog<T> {
             scratch: Vec::new(),
             stats: SpillStats::default(),
             recovery: report,
+            crashed: false,
             config,
         };
         log.live_bytes = log.segments.iter().map(|s| s.bytes).sum();
-        log.save_cursor(true)?;
+        let sync = log.config.fsync() != Fsync::Never;
+        log.save_cursor(sync)?;
         Ok(log)
     }
 
@@ -575,6 +579,15 @@ impl<T> SpillLog<T> {
         self.save_cursor(true)
     }
 
+    /// Drops the log as a killed process would: buffered records are not
+    /// written and the read position is not saved. For crash tests and the
+    /// fuzz target.
+    #[doc(hidden)]
+    pub fn simulate_crash(mut self) {
+        self.write_buf.clear();
+        self.crashed = true;
+    }
+
     /// Deletes the head segment once wholly read (unless it is the tail)
     /// and saves the read position when the policy says so.
     fn after_read(&mut self) -> io::Result<()> {
@@ -686,6 +699,9 @@ impl<T> Drop for SpillLog<T> {
     /// unless the policy is [`Fsync::Never`]. Errors are ignored here: call
     /// [`sync`](SpillLog::sync) first to see them.
     fn drop(&mut self) {
+        if self.crashed {
+            return;
+        }
         let sync = self.config.fsync() != Fsync::Never;
         let _ = self.write_out();
         if sync {
