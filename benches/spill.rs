@@ -95,7 +95,10 @@ fn main() {
         .unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("sheaf-spill-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    println!("spill bench: {mb} MB of payload per case, fsync every {SYNC_EVERY} records, dir {}", dir.display());
+    println!(
+        "spill bench: {mb} MB of payload per case, fsync every {SYNC_EVERY} records, dir {}",
+        dir.display()
+    );
     println!("| record | case | MB/s | records/s | × raw write |");
     println!("|---|---|---|---|---|");
     for record in [64usize, 1024] {

@@ -57,7 +57,11 @@ fn main() {
             log.push(record.clone()).expect("push");
         }
         log.sync().expect("sync");
-        println!("wrote {} bytes in {} segments", log.bytes(), log.stats().segments);
+        println!(
+            "wrote {} bytes in {} segments",
+            log.bytes(),
+            log.stats().segments
+        );
     }
     let status = Command::new(&args[0])
         .arg("recover")
