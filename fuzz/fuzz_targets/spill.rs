@@ -133,7 +133,10 @@ fuzz_target!(|ops: Vec<Op>| {
                     Some(first) => history.iter().position(|r| r == first).unwrap(),
                     None => read,
                 };
-                assert!(a >= synced_read.min(read) && a <= read, "replay from {a}, read {read}");
+                assert!(
+                    a >= synced_read.min(read) && a <= read,
+                    "replay from {a}, read {read}"
+                );
                 assert_eq!(&history[a..a + got.len()], &got[..]);
                 assert!(a + got.len() >= synced_pushed);
                 // Start over from the now empty log.
