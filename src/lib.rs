@@ -23,6 +23,8 @@
 //!   zones, retries with jitter, windows) on a pool, timed by a timer wheel.
 //! - `metrics` (feature `metrics`): every component's counters and
 //!   gauges through the `metrics` facade, by sampling their stats.
+//! - [`spill`]: a crash-safe segment log on disk that a full channel
+//!   spills to under [`Overflow::Spill`].
 //! - [`topology`]: CPUs, physical cores and NUMA nodes; per-core pinning.
 //!
 //! ```
@@ -57,6 +59,7 @@ mod overflow;
 pub mod pool;
 pub mod ring;
 pub mod schedule;
+pub mod spill;
 mod sync;
 pub mod table;
 pub mod timer;

@@ -8,12 +8,14 @@
 
 use std::time::Duration;
 
+use crate::spill::SpillConfig;
+
 /// What a send does when the buffer is full.
 ///
 /// `Duration::MAX` (or any timeout too large to add to the current instant)
 /// in [`BlockTimeout`](Overflow::BlockTimeout) means "wait forever", as
 /// [`Block`](Overflow::Block) does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Overflow {
     /// Wait for room (the default).
@@ -28,6 +30,12 @@ pub enum Overflow {
     DropOldest,
     /// Refuse at once: the item comes back in the error and is counted in `rejected`.
     Reject,
+    /// Append the item to a crash-safe log on disk ([`crate::spill`]) and
+    /// hand it back, in order, when there is room. Needs a codec, so only
+    /// the spilling constructors take it ([`crate::channel::spilling`]);
+    /// the others return a `ConfigError`. Not `Copy`: the policy type is
+    /// `Clone` (the config inside is shared, cheap to clone).
+    Spill(SpillConfig),
 }
 
 impl Overflow {

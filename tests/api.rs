@@ -36,7 +36,7 @@ fn channel_policies_account_for_every_item() {
     ] {
         let (tx, rx) = channel::builder()
             .capacity(2)
-            .overflow(overflow)
+            .overflow(overflow.clone())
             .build::<u32>()
             .unwrap();
         let mut handed_back = 0;

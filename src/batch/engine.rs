@@ -258,7 +258,7 @@ where
     pub(super) fn new(parts: Parts<K, T, O, S>) -> Result<Self, ConfigError> {
         let (sender, receiver) = channel::builder()
             .capacity(parts.output_capacity)
-            .overflow(parts.on_full)
+            .overflow(parts.on_full.clone())
             .build()?;
         let (dead_sender, dead_receiver) = channel::builder()
             .capacity(parts.output_capacity)
@@ -741,7 +741,7 @@ where
         batch: Batch<K, O>,
         mode: Mode,
     ) -> Result<(), Batch<K, O>> {
-        let sent = match (self.on_full, mode) {
+        let sent = match (&self.on_full, mode) {
             (Overflow::Block, Mode::Driver) => {
                 let mut batch = batch;
                 loop {

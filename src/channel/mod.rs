@@ -31,6 +31,7 @@
 mod errors;
 #[cfg(feature = "async")]
 mod futures;
+mod spill;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -44,9 +45,11 @@ pub use errors::{
 pub use futures::{RecvFuture, SendFuture};
 
 use crate::clock::deadline_after;
+use crate::codec::Codec;
 use crate::error::ConfigError;
 pub use crate::overflow::Overflow;
 use crate::ring::{NoSlot, Ring, SlotLayout};
+use crate::spill::{RecoveryReport, SpillConfig};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Arc};
 use crate::wait::{deadline_passed, park_until, Waiters, Wake};
@@ -76,6 +79,15 @@ pub struct ChannelStats {
     pub waiting_senders: usize,
     /// Threads or tasks waiting to receive now.
     pub waiting_receivers: usize,
+    /// Items written to the spill log (counted in `sent` too); 0 unless
+    /// the channel was built by [`spilling`].
+    pub spilled: u64,
+    /// Items read back from the spill log (counted in `received` too).
+    pub unspilled: u64,
+    /// Items on disk now (not counted in `len`), recovered ones included.
+    pub on_disk: u64,
+    /// Spilled records lost reading them back (undecodable or corrupt).
+    pub spill_lost: u64,
 }
 
 #[derive(Default)]
@@ -101,6 +113,8 @@ struct Chan<T> {
     /// Senders waiting for room (padded likewise).
     writers: CachePadded<Waiters>,
     losses: CachePadded<LossCounters>,
+    /// The disk side of a channel built by [`spilling`].
+    spill: Option<Box<spill::SpillSide<T>>>,
 }
 
 /// How long a blocked call retries before it parks.
@@ -166,6 +180,13 @@ impl<T> Chan<T> {
                 Outcome::Ready(item)
             }
             Err(blocked) => {
+                if let Some(spill) = &self.spill {
+                    if blocked != NoSlot::InFlight {
+                        if let Some(item) = self.spill_pop(spill) {
+                            return Outcome::Ready(item);
+                        }
+                    }
+                }
                 if self.is_disconnected() {
                     // Senders are gone: drain what they left, then report.
                     return match self.ring.pop_or_status() {
@@ -191,6 +212,14 @@ impl<T> Chan<T> {
                 Outcome::Ready(n)
             }
             Err(blocked) => {
+                if let Some(spill) = &self.spill {
+                    if blocked != NoSlot::InFlight {
+                        if let Some(item) = self.spill_pop(spill) {
+                            out.push(item);
+                            return Outcome::Ready(1);
+                        }
+                    }
+                }
                 if self.is_disconnected() {
                     return match self.ring.pop_batch_or_status(out, max) {
                         Ok(n) => Outcome::Ready(n),
@@ -342,7 +371,7 @@ pub struct Receiver<T> {
 }
 
 /// Builds a channel; see [`builder`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ChannelBuilder {
     capacity: usize,
     overflow: Overflow,
@@ -391,6 +420,43 @@ impl ChannelBuilder {
     /// # Errors
     /// [`ConfigError`] if the capacity is 0 (or absurdly large).
     pub fn build<T>(self) -> Result<(Sender<T>, Receiver<T>), ConfigError> {
+        if matches!(self.overflow, Overflow::Spill(_)) {
+            return Err(ConfigError::new(
+                "overflow",
+                "Overflow::Spill needs a codec: use channel::spilling or ChannelBuilder::build_spilling",
+            ));
+        }
+        self.build_with(None)
+    }
+
+    /// Creates a channel whose overflow policy is [`Overflow::Spill`]: when
+    /// the ring is full, items are encoded with `codec` and appended to the
+    /// spill log, and receivers get them back in order. Items a previous run
+    /// left in the log come first ([`Receiver::spill_recovery`] says what
+    /// was recovered). When the last receiver goes, what is on disk stays
+    /// there for the next run.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if the policy is not `Overflow::Spill`, the capacity
+    /// is 0, or the log cannot be opened (an I/O error, named in the message).
+    pub fn build_spilling<T>(
+        self,
+        codec: impl Codec<T> + 'static,
+    ) -> Result<(Sender<T>, Receiver<T>), ConfigError> {
+        let Overflow::Spill(config) = &self.overflow else {
+            return Err(ConfigError::new(
+                "overflow",
+                "build_spilling needs Overflow::Spill(config)",
+            ));
+        };
+        let side = spill::SpillSide::open(config.clone(), codec)?;
+        self.build_with(Some(Box::new(side)))
+    }
+
+    fn build_with<T>(
+        self,
+        spill: Option<Box<spill::SpillSide<T>>>,
+    ) -> Result<(Sender<T>, Receiver<T>), ConfigError> {
         let ring = Ring::with_layout(self.capacity, self.layout)?;
         let chan = Arc::new(Chan {
             ring,
@@ -401,6 +467,7 @@ impl ChannelBuilder {
             readers: CachePadded::new(Waiters::default()),
             writers: CachePadded::new(Waiters::default()),
             losses: CachePadded::new(LossCounters::default()),
+            spill,
         });
         Ok((
             Sender {
@@ -428,6 +495,42 @@ pub fn bounded_with<T>(capacity: usize, overflow: Overflow) -> (Sender<T>, Recei
         Ok(pair) => pair,
         Err(e) => panic!("sheaf::channel::bounded: {e}"),
     }
+}
+
+/// A channel of `capacity` items in memory that spills to the log `config`
+/// describes when full, encoding items with `codec`: see
+/// [`ChannelBuilder::build_spilling`].
+///
+/// ```
+/// use sheaf::channel;
+/// use sheaf::codec::LittleEndian;
+/// use sheaf::spill::{Fsync, SpillConfig};
+///
+/// let dir = std::env::temp_dir().join(format!("sheaf-chan-doc-{}", std::process::id()));
+/// let config = SpillConfig::builder(&dir).fsync(Fsync::Never).build()?;
+/// let (tx, rx) = channel::spilling::<u64>(2, config, LittleEndian)?;
+/// for i in 0..5 {
+///     tx.send(i).unwrap(); // 2 in memory, 3 on disk
+/// }
+/// assert_eq!(rx.stats().on_disk, 3);
+/// drop(tx);
+/// assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+/// # drop(rx);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), sheaf::ConfigError>(())
+/// ```
+///
+/// # Errors
+/// Those of [`ChannelBuilder::build_spilling`].
+pub fn spilling<T>(
+    capacity: usize,
+    config: SpillConfig,
+    codec: impl Codec<T> + 'static,
+) -> Result<(Sender<T>, Receiver<T>), ConfigError> {
+    builder()
+        .capacity(capacity)
+        .overflow(Overflow::Spill(config))
+        .build_spilling(codec)
 }
 
 impl<T> Sender<T> {
@@ -472,6 +575,11 @@ impl<T> Sender<T> {
                 }
                 Err(TrySendError::Disconnected(item)) => Err(SendError(item)),
             },
+            Overflow::Spill(_) => chan.spill_send(item, true).map_err(|e| match e {
+                spill::SpillSendError::Closed(item) | spill::SpillSendError::Full(item) => {
+                    SendError(item)
+                }
+            }),
         }
     }
 
@@ -483,6 +591,12 @@ impl<T> Sender<T> {
     /// [`TrySendError::Disconnected`] when every receiver is gone; both hand
     /// the item back.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        if self.chan.spill.is_some() {
+            return self.chan.spill_send(item, false).map_err(|e| match e {
+                spill::SpillSendError::Closed(item) => TrySendError::Disconnected(item),
+                spill::SpillSendError::Full(item) => TrySendError::Full(item),
+            });
+        }
         let mut slot = Some(item);
         match self.chan.push(&mut slot) {
             Outcome::Ready(()) => Ok(()),
@@ -497,6 +611,13 @@ impl<T> Sender<T> {
     /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`],
     /// both handing the item back.
     pub fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        if self.chan.spill.is_some() {
+            // Spilling: the wait, if any, is the disk bound's policy.
+            return self.chan.spill_send(item, true).map_err(|e| match e {
+                spill::SpillSendError::Closed(item) => SendTimeoutError::Disconnected(item),
+                spill::SpillSendError::Full(item) => SendTimeoutError::Timeout(item),
+            });
+        }
         self.send_deadline(item, deadline_after(Instant::now(), timeout))
     }
 
@@ -526,6 +647,10 @@ impl<T> Sender<T> {
     /// last one goes while this call runs): the item comes back.
     pub fn force_send(&self, item: T) -> Result<Option<T>, SendError<T>> {
         let chan = &*self.chan;
+        if chan.spill.is_some() {
+            // A spilling channel never evicts: the item goes to disk.
+            return self.send(item).map(|()| None);
+        }
         let mut item = item;
         let mut snooze = Snooze::default();
         loop {
@@ -557,6 +682,24 @@ impl<T> Sender<T> {
     /// `Err(SendError(items))` when every receiver is gone.
     pub fn try_send_batch(&self, items: Vec<T>) -> Result<Vec<T>, SendError<Vec<T>>> {
         let chan = &*self.chan;
+        if chan.spill.is_some() {
+            let mut rest = Vec::new();
+            for item in items {
+                if !rest.is_empty() {
+                    rest.push(item);
+                    continue;
+                }
+                match self.try_send(item) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(item)) => rest.push(item),
+                    Err(TrySendError::Disconnected(item)) => {
+                        rest.push(item);
+                        return Err(SendError(rest));
+                    }
+                }
+            }
+            return Ok(rest);
+        }
         if chan.ring.is_closed() {
             return Err(SendError(items));
         }
@@ -721,14 +864,26 @@ impl<T> Receiver<T> {
     pub fn stats(&self) -> ChannelStats {
         self.chan.stats()
     }
+
+    /// What opening the spill log found and cut, for a channel built by
+    /// [`spilling`]; `None` otherwise.
+    pub fn spill_recovery(&self) -> Option<RecoveryReport> {
+        self.chan.spill.as_ref().map(|s| s.recovery())
+    }
 }
 
 impl<T> Chan<T> {
     fn stats(&self) -> ChannelStats {
         let dropped_oldest = self.losses.dropped_oldest.load(Ordering::Relaxed);
+        let (spilled, unspilled, on_disk, spill_lost) =
+            self.spill.as_ref().map_or((0, 0, 0, 0), |s| s.counts());
         ChannelStats {
-            sent: self.ring.pushed(),
-            received: self.ring.popped().saturating_sub(dropped_oldest),
+            sent: self.ring.pushed() + spilled,
+            received: self.ring.popped().saturating_sub(dropped_oldest) + unspilled,
+            spilled,
+            unspilled,
+            on_disk,
+            spill_lost,
             dropped_newest: self.losses.dropped_newest.load(Ordering::Relaxed),
             dropped_oldest,
             rejected: self.losses.rejected.load(Ordering::Relaxed),

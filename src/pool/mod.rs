@@ -134,6 +134,12 @@ impl WorkerPoolBuilder {
             Some(n) => n,
             None => default_workers(),
         };
+        if matches!(self.overflow, Overflow::Spill(_)) {
+            return Err(ConfigError::new(
+                "overflow",
+                "a pool's tasks cannot be encoded: Overflow::Spill is for channels built with channel::spilling",
+            ));
+        }
         if self.queue_capacity == 0 {
             return Err(ConfigError::new(
                 "queue_capacity",
@@ -142,7 +148,7 @@ impl WorkerPoolBuilder {
         }
         let (tx, rx) = channel::builder()
             .capacity(self.queue_capacity)
-            .overflow(self.overflow)
+            .overflow(self.overflow.clone())
             .build::<Msg>()
             .map_err(|e| ConfigError::new("queue_capacity", e.to_string()))?;
         let inner = Arc::new(Inner {

@@ -295,6 +295,11 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
         let busy = "a zero period would run the hook in a busy loop; use a positive duration";
         let shards = self.shards.unwrap_or_else(default_shards);
         let check = [
+            (
+                matches!(self.overflow, Overflow::Spill(_)),
+                "overflow",
+                "the writer does not spill yet: use Block, BlockTimeout, DropNewest, DropOldest or Reject".to_string(),
+            ),
             (self.capacity_items == 0, "capacity_items", zero.to_string()),
             (self.capacity_bytes == 0, "capacity_bytes", zero.to_string()),
             (

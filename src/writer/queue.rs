@@ -222,6 +222,11 @@ impl Queue {
             }
             self.release_idle_credit(&mut shard);
             match self.overflow {
+                // Refused by the builder; refuse here too rather than panic.
+                Overflow::Spill(_) => {
+                    bump(&self.losses.rejected, 1);
+                    return Err(ErrorKind::WouldBlock);
+                }
                 Overflow::Reject => {
                     bump(&self.losses.rejected, 1);
                     return Err(ErrorKind::WouldBlock);
