@@ -477,7 +477,23 @@ fn channel_sample(s: ChannelStats, out: &mut Emitter<'_>) {
         "Items handed back (BlockTimeout).",
         s.timed_out,
     );
+    out.counter(
+        "spilled",
+        "Items written to the spill log (a spilling channel).",
+        s.spilled,
+    );
+    out.counter(
+        "unspilled",
+        "Items read back from the spill log.",
+        s.unspilled,
+    );
+    out.counter(
+        "spill_lost",
+        "Spilled records lost reading them back (undecodable or corrupt).",
+        s.spill_lost,
+    );
     out.gauge("queued", "Items queued now.", s.len as f64);
+    out.gauge("on_disk", "Items in the spill log now.", s.on_disk as f64);
     out.gauge("capacity", "The channel's capacity.", s.capacity as f64);
     out.gauge(
         "waiting_senders",

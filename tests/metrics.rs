@@ -301,7 +301,11 @@ fn every_component_exports_its_stats() {
     check.count(c, "chan", "dropped_oldest", s.dropped_oldest);
     check.count(c, "chan", "rejected", s.rejected);
     check.count(c, "chan", "timed_out", s.timed_out);
+    check.count(c, "chan", "spilled", s.spilled);
+    check.count(c, "chan", "unspilled", s.unspilled);
+    check.count(c, "chan", "spill_lost", s.spill_lost);
     check.gauge(c, "chan", "queued", s.len as f64);
+    check.gauge(c, "chan", "on_disk", s.on_disk as f64);
     check.gauge(c, "chan", "capacity", s.capacity as f64);
     check.gauge(c, "chan", "waiting_senders", s.waiting_senders as f64);
     check.gauge(c, "chan", "waiting_receivers", s.waiting_receivers as f64);
