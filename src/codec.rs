@@ -4,7 +4,7 @@
 //! A codec is a value, not a trait on the item type, so one item type can be
 //! stored in different formats and a format can carry settings. Built in:
 //! [`Raw`] for `Vec<u8>`, [`Utf8`] for `String`, [`LittleEndian`] for the
-//! primitive numbers, and [`Json`] for any `serde` type (feature `serde`).
+//! primitive numbers, and `Json` for any `serde` type (feature `serde`).
 //!
 //! ```
 //! use sheaf::codec::{Codec, LittleEndian, Utf8};
