@@ -604,14 +604,7 @@ where
         BatchStats {
             added,
             groups_open,
-            sealed: TriggerCounts {
-                grace: load(&c.sealed[0]),
-                max_delay: load(&c.sealed[1]),
-                max_items: load(&c.sealed[2]),
-                max_bytes: load(&c.sealed[3]),
-                manual: load(&c.sealed[4]),
-                shutdown: load(&c.sealed[5]),
-            },
+            sealed: TriggerCounts::load(&c.sealed),
             emitted: load(&c.emitted),
             empty: load(&c.empty),
             failures: load(&c.failures),

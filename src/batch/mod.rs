@@ -264,6 +264,22 @@ pub struct TriggerCounts {
 }
 
 impl TriggerCounts {
+    /// Reads counters kept per trigger, in `Trigger` order (grace, max
+    /// delay, max items, max bytes, manual, shutdown).
+    pub(crate) fn load(counts: &[crate::sync::atomic::AtomicU64; 6]) -> Self {
+        let [grace, max_delay, max_items, max_bytes, manual, shutdown] = counts
+            .each_ref()
+            .map(|c| c.load(crate::sync::atomic::Ordering::Relaxed));
+        TriggerCounts {
+            grace,
+            max_delay,
+            max_items,
+            max_bytes,
+            manual,
+            shutdown,
+        }
+    }
+
     /// All sealed batches.
     pub fn total(&self) -> u64 {
         self.grace + self.max_delay + self.max_items + self.max_bytes + self.manual + self.shutdown

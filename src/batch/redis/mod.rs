@@ -1146,14 +1146,7 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
         RedisBatchStats {
             added: get(&c.added),
             opened: get(&c.opened),
-            committed: TriggerCounts {
-                grace: get(&c.committed[0]),
-                max_delay: get(&c.committed[1]),
-                max_items: get(&c.committed[2]),
-                max_bytes: get(&c.committed[3]),
-                manual: get(&c.committed[4]),
-                shutdown: get(&c.committed[5]),
-            },
+            committed: TriggerCounts::load(&c.committed),
             duplicates: get(&c.duplicates),
             redelivered: get(&c.redelivered),
             failures: get(&c.failures),
