@@ -13,8 +13,8 @@ pub struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
-// SAFETY: every call is forwarded unchanged to `System`; the counter is
-// arithmetic on the side that never touches the memory.
+// The counter is arithmetic on the side that never touches the memory.
+// SAFETY: every call is forwarded unchanged to `System`, which upholds `GlobalAlloc`.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
@@ -24,8 +24,8 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `System` with this layout (every
-        // allocation goes through `alloc` or `realloc` above).
+        // Every allocation goes through `alloc` or `realloc` above.
+        // SAFETY: `ptr` came from `System` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
 

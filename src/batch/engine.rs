@@ -178,17 +178,6 @@ struct Counters {
     late_max_ns: AtomicU64,
 }
 
-fn trigger_index(t: Trigger) -> usize {
-    match t {
-        Trigger::Grace => 0,
-        Trigger::MaxDelay => 1,
-        Trigger::MaxItems => 2,
-        Trigger::MaxBytes => 3,
-        Trigger::Manual => 4,
-        Trigger::Shutdown => 5,
-    }
-}
-
 fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
@@ -375,7 +364,7 @@ where
     /// and cancelled or consumed its timer).
     fn seal(&self, group: Group<K, T>, reason: Trigger) -> Sealed<K, T> {
         self.forget_group();
-        bump(&self.counters.sealed[trigger_index(reason)], 1);
+        bump(&self.counters.sealed[reason.index()], 1);
         Sealed {
             key: group.key,
             items: group.items,

@@ -263,6 +263,21 @@ pub struct TriggerCounts {
     pub shutdown: u64,
 }
 
+impl Trigger {
+    /// The trigger's slot in counters kept per trigger (see
+    /// [`TriggerCounts::load`]).
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Trigger::Grace => 0,
+            Trigger::MaxDelay => 1,
+            Trigger::MaxItems => 2,
+            Trigger::MaxBytes => 3,
+            Trigger::Manual => 4,
+            Trigger::Shutdown => 5,
+        }
+    }
+}
+
 impl TriggerCounts {
     /// Reads counters kept per trigger, in `Trigger` order (grace, max
     /// delay, max items, max bytes, manual, shutdown).

@@ -687,17 +687,6 @@ fn trigger(reason: &str) -> Trigger {
     }
 }
 
-fn trigger_index(t: Trigger) -> usize {
-    match t {
-        Trigger::Grace => 0,
-        Trigger::MaxDelay => 1,
-        Trigger::MaxItems => 2,
-        Trigger::MaxBytes => 3,
-        Trigger::Manual => 4,
-        Trigger::Shutdown => 5,
-    }
-}
-
 impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
     fn shard_of(&self, group: &str) -> u32 {
         crc32fast::hash(group.as_bytes()) % self.keys.len() as u32
@@ -1059,8 +1048,7 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
                 1 => {
                     let r = array(reply);
                     if r.first().map_or(0, int) == 1 {
-                        self.counters.committed[trigger_index(c.reason)]
-                            .fetch_add(1, Ordering::Relaxed);
+                        self.counters.committed[c.reason.index()].fetch_add(1, Ordering::Relaxed);
                         if matches!(c.reason, Trigger::Grace | Trigger::MaxDelay) {
                             let late = c.sealed_ms.saturating_sub(c.due_ms);
                             self.counters.late_count.fetch_add(1, Ordering::Relaxed);
