@@ -26,6 +26,13 @@ impl ConfigError {
         }
     }
 
+    /// The same error, named after `setting`: for a builder that passes its
+    /// setting on to an inner one under another name.
+    pub(crate) fn for_setting(mut self, setting: &'static str) -> Self {
+        self.setting = setting;
+        self
+    }
+
     /// The builder setting that was rejected, e.g. `"shards"`.
     pub fn setting(&self) -> &'static str {
         self.setting

@@ -599,6 +599,33 @@ impl Source for SerialWriter {
             s.async_panics,
         );
         out.counter("errors", "Errors recorded.", s.errors);
+        out.counter("spilled", "Records written to the spill log.", s.spilled);
+        out.counter(
+            "spilled_bytes",
+            "Bytes written to the spill log.",
+            s.spilled_bytes,
+        );
+        out.counter(
+            "recovered",
+            "Records a previous run left in the spill log.",
+            s.recovered,
+        );
+        out.counter(
+            "spill_lost",
+            "Spilled records found corrupt reading them back.",
+            s.spill_lost,
+        );
+        out.counter(
+            "spill_failed",
+            "Writes the spill log refused (I/O error).",
+            s.spill_failed,
+        );
+        out.gauge("on_disk", "Records in the spill log now.", s.on_disk as f64);
+        out.gauge(
+            "on_disk_bytes",
+            "Bytes of the records in the spill log now.",
+            s.on_disk_bytes as f64,
+        );
         out.gauge("queued", "Records queued now.", s.queued as f64);
         out.gauge("queued_bytes", "Bytes queued now.", s.queued_bytes as f64);
         out.gauge("waiting", "Writes waiting for room now.", s.waiting as f64);
@@ -699,6 +726,26 @@ where
             "Batches not sent in time (BlockTimeout).",
             s.timed_out,
         );
+        out.counter(
+            "spilled",
+            "Batches written to the spill log (a spilling output).",
+            s.spilled,
+        );
+        out.counter(
+            "unspilled",
+            "Batches read back from the spill log.",
+            s.unspilled,
+        );
+        out.counter(
+            "spill_lost",
+            "Spilled batches lost reading them back (undecodable or corrupt).",
+            s.spill_lost,
+        );
+        out.counter(
+            "spill_failed",
+            "Deliveries the spill log refused (codec or I/O error).",
+            s.spill_failed,
+        );
         out.counter("late", "Groups sealed by a deadline.", s.late_count);
         out.gauge(
             "late_sum_seconds",
@@ -716,6 +763,7 @@ where
             "Batches queued in the output now.",
             s.queued as f64,
         );
+        out.gauge("on_disk", "Batches in the spill log now.", s.on_disk as f64);
     }
 }
 

@@ -32,9 +32,12 @@ pub enum Overflow {
     Reject,
     /// Append the item to a crash-safe log on disk ([`crate::spill`]) and
     /// hand it back, in order, when there is room. Needs a codec, so only
-    /// the spilling constructors take it ([`crate::channel::spilling`]);
-    /// the others return a `ConfigError`. Not `Copy`: the policy type is
-    /// `Clone` (the config inside is shared, cheap to clone).
+    /// the spilling constructors take it ([`crate::channel::spilling`], a
+    /// group batcher with
+    /// [`spill_codecs`](crate::batch::GroupBatcherBuilder::spill_codecs)),
+    /// and the serialized writer (its records are bytes, so it needs
+    /// none); the others return a `ConfigError`. Not `Copy`: the policy
+    /// type is `Clone` (the config inside is shared, cheap to clone).
     Spill(SpillConfig),
 }
 

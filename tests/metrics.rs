@@ -171,6 +171,13 @@ fn check_writer(check: &mut Check, writer: &SerialWriter, instance: &str) {
     check.count(c, instance, "async_skipped", s.async_skipped);
     check.count(c, instance, "async_panics", s.async_panics);
     check.count(c, instance, "errors", s.errors);
+    check.count(c, instance, "spilled", s.spilled);
+    check.count(c, instance, "spilled_bytes", s.spilled_bytes);
+    check.count(c, instance, "recovered", s.recovered);
+    check.count(c, instance, "spill_lost", s.spill_lost);
+    check.count(c, instance, "spill_failed", s.spill_failed);
+    check.gauge(c, instance, "on_disk", s.on_disk as f64);
+    check.gauge(c, instance, "on_disk_bytes", s.on_disk_bytes as f64);
     check.gauge(c, instance, "queued", s.queued as f64);
     check.gauge(c, instance, "queued_bytes", s.queued_bytes as f64);
     check.gauge(c, instance, "waiting", s.waiting as f64);
@@ -332,11 +339,16 @@ fn every_component_exports_its_stats() {
     check.count(c, i, "dropped_oldest", s.dropped_oldest);
     check.count(c, i, "rejected", s.rejected);
     check.count(c, i, "timed_out", s.timed_out);
+    check.count(c, i, "spilled", s.spilled);
+    check.count(c, i, "unspilled", s.unspilled);
+    check.count(c, i, "spill_lost", s.spill_lost);
+    check.count(c, i, "spill_failed", s.spill_failed);
     check.count(c, i, "late", s.late_count);
     check.gauge(c, i, "late_sum_seconds", secs(s.late_sum));
     check.gauge(c, i, "late_max_seconds", secs(s.late_max));
     check.gauge(c, i, "groups_open", s.groups_open as f64);
     check.gauge(c, i, "queued", s.queued as f64);
+    check.gauge(c, i, "on_disk", s.on_disk as f64);
 
     assert_eq!(rate.available(), 2);
     check.gauge("rate_limiter", "api", "available", rate.available() as f64);

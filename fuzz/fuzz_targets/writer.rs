@@ -13,6 +13,10 @@
 //! - the sync hook only ever sees whole records in the sink;
 //! - the close report accounts for every accepted record as written.
 //!
+//! Half the inputs run the writer under `Overflow::Spill` (a fresh spill
+//! directory per input): the same checks then cover records that went to
+//! disk and came back, in order, through flushes, restarts and the close.
+//!
 //! Run: `cargo +nightly fuzz run writer -- -max_total_time=20`
 #![no_main]
 
@@ -22,7 +26,15 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sheaf::writer::{SerialWriter, WriteError};
+use sheaf::spill::{Fsync, SpillConfig};
+use sheaf::writer::{Overflow, SerialWriter, WriteError};
+
+/// A spill directory of its own for one input.
+fn spill_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("sheaf-fuzz-writer-{}-{n}", std::process::id()))
+}
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -50,6 +62,7 @@ struct Input {
     capacity_items: u8,
     capacity_bytes: u16,
     coalesce: u16,
+    spill: bool,
     ops: Vec<Op>,
 }
 
@@ -100,7 +113,20 @@ fuzz_target!(|input: Input| {
     let out = Arc::new(Mutex::new(Vec::new()));
     let torn = Arc::new(Mutex::new(false));
     let torn_in_hook = Arc::clone(&torn);
+    let dir = input.spill.then(spill_dir);
+    let overflow = match &dir {
+        // Segments hold the largest record; the disk bound is never reached.
+        Some(dir) => Overflow::Spill(
+            SpillConfig::builder(dir)
+                .segment_bytes(64 << 10)
+                .fsync(Fsync::Never)
+                .build()
+                .unwrap(),
+        ),
+        None => Overflow::Block,
+    };
     let writer = SerialWriter::builder(VecSink(Arc::clone(&out)))
+        .overflow(overflow)
         .capacity_items(capacity_items)
         .capacity_bytes(capacity_bytes)
         .coalesce(usize::from(input.coalesce % 8192))
@@ -197,8 +223,13 @@ fuzz_target!(|input: Input| {
                 let report = writer.close(Duration::from_secs(60));
                 assert!(!report.timed_out);
                 assert_eq!(
-                    (report.accepted, report.written, report.unwritten),
-                    (accepted, accepted, 0)
+                    (
+                        report.accepted,
+                        report.written,
+                        report.unwritten,
+                        report.on_disk
+                    ),
+                    (accepted, accepted, 0, 0)
                 );
                 assert_eq!(report.written_bytes, model.len() as u64);
                 assert_eq!(*out.lock().unwrap(), model);
@@ -215,4 +246,8 @@ fuzz_target!(|input: Input| {
     assert!(whole_records(&out.lock().unwrap()));
     assert!(!*torn.lock().unwrap(), "the sync hook saw a torn record");
     hs.clear();
+    drop(writer);
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 });

@@ -64,3 +64,27 @@ fn cancel_racing_expiry_is_one_or_the_other() {
         assert!(timer.shutdown().is_empty());
     });
 }
+
+/// A callback that parks (the batcher's driver waits on a full output) can
+/// take the unpark that `shutdown` meant for the driver's sleep. The driver
+/// must still see the close after its pass instead of sleeping forever.
+#[test]
+fn shutdown_reaches_a_driver_whose_callback_took_the_unpark() {
+    model(|| {
+        let clock = ManualClock::new();
+        let fired = Arc::new(AtomicUsize::new(0));
+        let timer = {
+            let fired = Arc::clone(&fired);
+            Timer::start(std::sync::Arc::new(clock.clone()), move |_: u8| {
+                fired.fetch_add(1, Ordering::SeqCst);
+                // Returns on the first unpark, which only `shutdown` sends.
+                thread::park();
+            })
+            .unwrap()
+        };
+        timer.insert(clock.now(), 1).unwrap();
+        let left = timer.shutdown();
+        // Fired (and parked until the close) or never reached: exactly one.
+        assert_eq!(fired.load(Ordering::SeqCst) + left.len(), 1);
+    });
+}

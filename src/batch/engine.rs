@@ -39,9 +39,9 @@ use hashbrown::HashTable;
 
 use super::{
     AddError, Added, AggregateFn, Batch, BatchId, BatchReport, BatchStats, Failed, GroupConfig,
-    GroupConfigFn, GroupInfo, Trigger, TriggerCounts, WeigherFn, DROP_DEADLINE,
+    GroupConfigFn, GroupInfo, SpillCodecs, Trigger, TriggerCounts, WeigherFn, DROP_DEADLINE,
 };
-use crate::channel::{self, Receiver, SendTimeoutError, Sender};
+use crate::channel::{self, Receiver, SendTimeoutError, Sender, SpillSendError};
 use crate::clock::SharedClock;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Mutex};
@@ -173,6 +173,8 @@ struct Counters {
     dead_letters_dropped: AtomicU64,
     refused_closed: AtomicU64,
     refused_full: AtomicU64,
+    /// Sends the spill log refused with a codec or I/O error.
+    spill_failed: AtomicU64,
     late_count: AtomicU64,
     late_sum_ns: AtomicU64,
     late_max_ns: AtomicU64,
@@ -190,6 +192,7 @@ pub(super) struct Parts<K, T, O, S> {
     pub(super) group_config: Option<Box<GroupConfigFn<K>>>,
     pub(super) output_capacity: usize,
     pub(super) on_full: Overflow,
+    pub(super) spill_codecs: Option<SpillCodecs<K, O>>,
     pub(super) partitions: usize,
     pub(super) max_groups: Option<usize>,
     pub(super) shards: usize,
@@ -245,10 +248,19 @@ where
     S: BuildHasher + Send + Sync + 'static,
 {
     pub(super) fn new(parts: Parts<K, T, O, S>) -> Result<Self, ConfigError> {
-        let (sender, receiver) = channel::builder()
+        let output = channel::builder()
             .capacity(parts.output_capacity)
-            .overflow(parts.on_full.clone())
-            .build()?;
+            .overflow(parts.on_full.clone());
+        let (sender, receiver) = match parts.spill_codecs {
+            Some((keys, outputs)) => output
+                .build_spilling(super::spill::BatchCodec::new(
+                    keys,
+                    outputs,
+                    parts.clock.clone(),
+                ))
+                .map_err(|e| e.for_setting("on_full"))?,
+            None => output.build()?,
+        };
         let (dead_sender, dead_receiver) = channel::builder()
             .capacity(parts.output_capacity)
             .overflow(Overflow::DropOldest)
@@ -610,6 +622,11 @@ where
             late_sum: Duration::from_nanos(load(&c.late_sum_ns)),
             late_max: Duration::from_nanos(load(&c.late_max_ns)),
             queued: channel.len,
+            spilled: channel.spilled,
+            unspilled: channel.unspilled,
+            on_disk: channel.on_disk,
+            spill_lost: channel.spill_lost,
+            spill_failed: load(&c.spill_failed),
         }
     }
 
@@ -737,6 +754,9 @@ where
                     }
                 }
             }
+            (Overflow::Spill(config), _) => {
+                return self.deliver_spilling(sender, batch, mode, config)
+            }
             (Overflow::Block | Overflow::BlockTimeout(_), Mode::Shutdown(Some(deadline))) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 sender.send_timeout(batch, left).map_err(|e| match e {
@@ -755,6 +775,59 @@ where
                     bump(&self.counters.emitted, 1);
                 }
                 return Ok(());
+            }
+        };
+        if sent.is_ok() {
+            bump(&self.counters.emitted, 1);
+        }
+        sent
+    }
+
+    /// [`deliver`](Self::deliver) under `Overflow::Spill`: a full output
+    /// sends to disk, so only a full disk makes a send wait or fail, under
+    /// the spill config's `when_full` policy. A driver waits at the disk
+    /// bound under `Block` in slices, re-checking for shutdown; a batch the
+    /// policy refuses is counted by the channel (`rejected`, `timed_out`,
+    /// `dropped_newest`); one the log could not take (a codec or I/O
+    /// error) is counted in `spill_failed` and kept for shutdown, which
+    /// tries once more and hands it back if that fails too.
+    fn deliver_spilling(
+        &self,
+        sender: &Sender<Batch<K, O>>,
+        batch: Batch<K, O>,
+        mode: Mode,
+        config: &crate::spill::SpillConfig,
+    ) -> Result<(), Batch<K, O>> {
+        let sliced = matches!(config.when_full(), Overflow::Block);
+        let mut batch = batch;
+        let sent = loop {
+            let cap = match mode {
+                Mode::Driver if sliced => {
+                    if self.closing.load(Ordering::Acquire) {
+                        return Err(batch);
+                    }
+                    crate::clock::deadline_after(Instant::now(), BLOCK_SLICE)
+                }
+                Mode::Driver => None,
+                Mode::Shutdown(until) => until,
+            };
+            match sender.send_spilling(batch, cap) {
+                Ok(()) => break Ok(()),
+                Err(SpillSendError::Capped(back)) => match mode {
+                    Mode::Driver => batch = back,
+                    Mode::Shutdown(_) => break Err(back),
+                },
+                Err(SpillSendError::Full(back)) => match mode {
+                    // Refused by the disk-full policy and counted by the
+                    // channel; a driver has nobody to hand it to.
+                    Mode::Driver => return Ok(()),
+                    Mode::Shutdown(_) => break Err(back),
+                },
+                Err(SpillSendError::Failed(back)) => {
+                    bump(&self.counters.spill_failed, 1);
+                    break Err(back);
+                }
+                Err(SpillSendError::Closed(back)) => break Err(back),
             }
         };
         if sent.is_ok() {

@@ -50,10 +50,24 @@
 //! [`BatchStats::empty`]), or [`shutdown`](GroupBatcher::shutdown)'s
 //! report. A group sealed while items still arrive for its key is closed for
 //! good: those items open a fresh group.
+//!
+//! # A full output
+//!
+//! [`on_full`](GroupBatcherBuilder::on_full) takes any [`Overflow`] policy:
+//! `Block` (the default: the driver waits), `BlockTimeout`, `DropNewest`,
+//! `DropOldest` and `Reject` (counted in [`BatchStats`]), or `Spill`, which
+//! writes the batches beyond the output's capacity to a log on disk and
+//! hands them back, in seal order, as the receiver drains; it needs
+//! [`spill_codecs`](GroupBatcherBuilder::spill_codecs). A spilling output
+//! waits, refuses or drops only when the disk bound is reached, under the
+//! spill config's own `when_full` policy, and counts it the same way. What
+//! is on disk when the batcher goes is delivered first by the next batcher
+//! built on the same directory.
 
 mod engine;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod spill;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +77,7 @@ use std::time::{Duration, Instant};
 
 use crate::channel::Receiver;
 use crate::clock::{Clock, SharedClock};
+use crate::codec::Codec;
 use crate::hash::FastBuildHasher;
 use crate::sync::Arc;
 use crate::{ConfigError, Overflow};
@@ -155,7 +170,9 @@ pub struct Batch<K, O> {
     pub items: usize,
     /// The batch's id.
     pub id: BatchId,
-    /// When the group's first item was added.
+    /// When the group's first item was added (on the batcher's clock).
+    /// Rebuilt from the wall-clock time for a batch read back from a spill
+    /// log: see [`spill_codecs`](GroupBatcherBuilder::spill_codecs).
     pub opened_at: Instant,
     /// What sealed the group.
     pub reason: Trigger,
@@ -276,6 +293,19 @@ impl Trigger {
             Trigger::Shutdown => 5,
         }
     }
+
+    /// The trigger at `index` (the inverse of [`Trigger::index`]).
+    pub(crate) fn from_index(index: u8) -> Option<Self> {
+        Some(match index {
+            0 => Trigger::Grace,
+            1 => Trigger::MaxDelay,
+            2 => Trigger::MaxItems,
+            3 => Trigger::MaxBytes,
+            4 => Trigger::Manual,
+            5 => Trigger::Shutdown,
+            _ => return None,
+        })
+    }
 }
 
 impl TriggerCounts {
@@ -343,8 +373,22 @@ pub struct BatchStats {
     pub late_sum: Duration,
     /// The most any of them was late.
     pub late_max: Duration,
-    /// Batches queued in the output now.
+    /// Batches queued in the output's memory now.
     pub queued: usize,
+    /// Batches written to the spill log (under `Overflow::Spill`; counted
+    /// in `emitted` too).
+    pub spilled: u64,
+    /// Batches read back from the spill log.
+    pub unspilled: u64,
+    /// Batches in the spill log now (not counted in `queued`), those a
+    /// previous run left included.
+    pub on_disk: u64,
+    /// Spilled batches lost reading them back (undecodable or corrupt).
+    pub spill_lost: u64,
+    /// Deliveries the spill log refused with a codec or I/O error (the
+    /// batch is kept, retried at shutdown, and handed back in
+    /// [`BatchReport::undelivered`] if that fails too).
+    pub spill_failed: u64,
 }
 
 /// What [`GroupBatcher::shutdown`] did.
@@ -386,6 +430,8 @@ pub const DROP_DEADLINE: Duration = Duration::from_secs(1);
 type AggregateFn<K, T, O> = dyn Fn(&K, &mut Vec<T>) -> Result<Option<O>, String> + Send + Sync;
 type WeigherFn<T> = dyn Fn(&T) -> usize + Send + Sync;
 type GroupConfigFn<K> = dyn Fn(&K) -> Option<GroupConfig> + Send + Sync;
+/// The key and output codecs of a spilling output.
+type SpillCodecs<K, O> = (Box<dyn Codec<K>>, Box<dyn Codec<O>>);
 
 /// Configures a [`GroupBatcher`]; see [`GroupBatcher::builder`].
 pub struct GroupBatcherBuilder<K, T, O, S = FastBuildHasher> {
@@ -398,6 +444,7 @@ pub struct GroupBatcherBuilder<K, T, O, S = FastBuildHasher> {
     group_config: Option<Box<GroupConfigFn<K>>>,
     output_capacity: usize,
     on_full: Overflow,
+    spill_codecs: Option<SpillCodecs<K, O>>,
     flush_threads: usize,
     pin: bool,
     max_groups: Option<usize>,
@@ -416,6 +463,7 @@ impl<K, T, O, S> fmt::Debug for GroupBatcherBuilder<K, T, O, S> {
             .field("aggregate", &self.aggregate.is_some())
             .field("output_capacity", &self.output_capacity)
             .field("on_full", &self.on_full)
+            .field("spill_codecs", &self.spill_codecs.is_some())
             .field("flush_threads", &self.flush_threads)
             .field("max_groups", &self.max_groups)
             .finish_non_exhaustive()
@@ -441,6 +489,7 @@ where
             group_config: None,
             output_capacity: 65_536,
             on_full: Overflow::Block,
+            spill_codecs: None,
             flush_threads: 1,
             pin: false,
             max_groups: None,
@@ -525,10 +574,74 @@ where
 
     /// What delivering a batch to a full output does (default
     /// [`Overflow::Block`]: the driver waits, and groups meanwhile keep
-    /// filling and are sealed late). The dead-letter output never blocks:
-    /// when full it evicts its oldest entry (counted).
+    /// filling and are sealed late). [`Overflow::Spill`] writes batches
+    /// beyond the output's capacity to disk and needs
+    /// [`spill_codecs`](Self::spill_codecs). The dead-letter output never
+    /// blocks: when full it evicts its oldest entry (counted).
     pub fn on_full(mut self, policy: Overflow) -> Self {
         self.on_full = policy;
+        self
+    }
+
+    /// How batches are written to disk when [`on_full`](Self::on_full) is
+    /// [`Overflow::Spill`]: `keys` encodes the group key and `outputs` the
+    /// aggregate's output; the batcher frames the rest of the [`Batch`]
+    /// itself. The output channel then holds
+    /// [`output_capacity`](Self::output_capacity) batches in memory and
+    /// appends the rest, in order, to the spill log in the
+    /// [`SpillConfig`](crate::spill::SpillConfig)'s directory; receivers get
+    /// them back in seal order once the memory part is drained.
+    ///
+    /// A batch read back from disk is rebuilt: its `opened_at` comes from
+    /// the wall-clock time it was written with (an `Instant` means nothing
+    /// in another process), so it moves if the wall clock stepped; its `id`
+    /// is unique only within the batcher that sealed it. Batches on disk
+    /// when the batcher goes stay there, and a batcher built on the same
+    /// directory delivers them first
+    /// ([`Receiver::spill_recovery`](crate::channel::Receiver::spill_recovery)
+    /// on its [`receiver`](GroupBatcher::receiver) says how many). Batches
+    /// still in memory when the last receiver goes are dropped with it:
+    /// drain the receiver before dropping it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sheaf::batch::GroupBatcher;
+    /// use sheaf::codec::{LittleEndian, Utf8};
+    /// use sheaf::spill::{Fsync, SpillConfig};
+    /// use sheaf::Overflow;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sheaf-batch-doc-{}", std::process::id()));
+    /// let config = SpillConfig::builder(&dir).fsync(Fsync::Never).build()?;
+    /// let batcher = GroupBatcher::<u32, u64, String>::builder()
+    ///     .max_items(2)
+    ///     .aggregate(|_, items: &mut Vec<u64>| Ok::<_, std::fmt::Error>(Some(format!("{items:?}"))))
+    ///     .output_capacity(1)
+    ///     .on_full(Overflow::Spill(config))
+    ///     .spill_codecs(LittleEndian, Utf8)
+    ///     .build()?;
+    /// for i in 0..6 {
+    ///     batcher.add(7, i).unwrap();
+    /// }
+    /// batcher.shutdown(Duration::from_secs(1)); // 1 batch in memory, 2 on disk
+    /// assert!(batcher.stats().spilled >= 1);
+    /// let outputs: Vec<String> = batcher.receiver().iter().map(|b| b.output).collect();
+    /// assert_eq!(outputs, ["[0, 1]", "[2, 3]", "[4, 5]"]);
+    /// # drop(batcher);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), sheaf::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`build`](Self::build) returns a [`ConfigError`] (setting
+    /// `"spill_codecs"`) when codecs are given but the policy is not
+    /// `Overflow::Spill`: codecs alone would spill nothing, which is more
+    /// likely a mistake than a plan.
+    pub fn spill_codecs(
+        mut self,
+        keys: impl Codec<K> + 'static,
+        outputs: impl Codec<O> + 'static,
+    ) -> Self {
+        self.spill_codecs = Some((Box::new(keys), Box::new(outputs)));
         self
     }
 
@@ -576,6 +689,7 @@ where
             group_config: self.group_config,
             output_capacity: self.output_capacity,
             on_full: self.on_full,
+            spill_codecs: self.spill_codecs,
             flush_threads: self.flush_threads,
             pin: self.pin,
             max_groups: self.max_groups,
@@ -600,8 +714,11 @@ where
     /// `grace`, `max_delay`, `max_items` was set; a duration, count or
     /// capacity is zero; `max_delay` is shorter than `grace` (the grace
     /// period could never fire); `shards` is not a power of two;
-    /// `flush_threads` is 0 or more than the shards; or the OS refuses a
-    /// thread.
+    /// `flush_threads` is 0 or more than the shards; `on_full` is
+    /// `Overflow::Spill` without [`spill_codecs`](Self::spill_codecs) (or
+    /// codecs were given without it); the spill directory cannot be opened
+    /// (setting `"on_full"`, the I/O error in the message); or the OS
+    /// refuses a thread.
     pub fn build(self) -> Result<GroupBatcher<K, T, O, S>, ConfigError> {
         let aggregate = self.aggregate.ok_or_else(|| {
             ConfigError::new(
@@ -662,6 +779,25 @@ where
                 "0 refuses every group; use 1 or more, or no cap",
             ));
         }
+        match (&self.on_full, &self.spill_codecs) {
+            (Overflow::Spill(_), None) => {
+                return Err(ConfigError::new(
+                    "on_full",
+                    "Overflow::Spill needs codecs to write batches to disk: \
+                     call .spill_codecs(key_codec, output_codec), e.g. .spill_codecs(Utf8, Raw)",
+                ))
+            }
+            (Overflow::Spill(_), Some(_)) | (_, None) => {}
+            (other, Some(_)) => {
+                return Err(ConfigError::new(
+                    "spill_codecs",
+                    format!(
+                        "codecs given but on_full is {other:?}, which spills nothing: \
+                         add .on_full(Overflow::Spill(config)) or drop .spill_codecs"
+                    ),
+                ))
+            }
+        }
         let shards = match self.shards {
             Some(n) if n == 0 || !n.is_power_of_two() => {
                 return Err(ConfigError::new(
@@ -699,6 +835,7 @@ where
             group_config: self.group_config,
             output_capacity: self.output_capacity,
             on_full: self.on_full,
+            spill_codecs: self.spill_codecs,
             partitions: self.flush_threads,
             max_groups: self.max_groups,
             shards,

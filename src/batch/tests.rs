@@ -470,3 +470,258 @@ fn threads_lose_nothing_and_duplicate_nothing() {
     assert_eq!(stats.sealed.total(), batches);
     assert_eq!((stats.emitted, report.delivered), (batches, batches));
 }
+
+mod spilling {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::codec::{Codec, CodecError, LittleEndian};
+    use crate::spill::{Fsync, SpillConfig};
+
+    /// `Vec<u32>` as its little-endian words.
+    struct Words;
+
+    impl Codec<Vec<u32>> for Words {
+        fn encode(&self, value: &Vec<u32>, out: &mut Vec<u8>) -> Result<(), CodecError> {
+            value
+                .iter()
+                .for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
+            Ok(())
+        }
+
+        fn decode(&self, bytes: &[u8]) -> Result<Vec<u32>, CodecError> {
+            let words = bytes.chunks_exact(4);
+            if !words.remainder().is_empty() {
+                return Err(CodecError::new("not a whole number of words"));
+            }
+            Ok(words
+                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                .collect())
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "sheaf-batch-spill-{name}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn config(dir: &Path, segment: u64, max: u64, when_full: Overflow) -> SpillConfig {
+        SpillConfig::builder(dir)
+            .segment_bytes(segment)
+            .max_bytes(max)
+            .when_full(when_full)
+            .fsync(Fsync::Never)
+            .build()
+            .unwrap()
+    }
+
+    /// One shard (so delivery order is seal order), groups of 2 items,
+    /// one batch in memory, the rest to `config`.
+    fn spilling(clock: &ManualClock, config: SpillConfig) -> Batcher {
+        builder(clock)
+            .max_items(2)
+            .shards(1)
+            .output_capacity(1)
+            .on_full(Overflow::Spill(config))
+            .spill_codecs(LittleEndian, Words)
+            .build()
+            .unwrap()
+    }
+
+    fn summary(out: &[Batch<u32, Vec<u32>>]) -> Vec<(u64, u32, Vec<u32>, Trigger)> {
+        out.iter()
+            .map(|b| (b.id.0, b.group, b.output.clone(), b.reason))
+            .collect()
+    }
+
+    #[test]
+    fn every_batch_comes_once_in_seal_order_across_memory_and_disk() {
+        let dir = temp_dir("order");
+        let clock = ManualClock::new();
+        let b = spilling(&clock, config(&dir, 256, 1 << 20, Overflow::Block));
+        const GROUPS: u32 = 50;
+        for k in 0..GROUPS {
+            assert_eq!(b.add(k, k * 10), Ok(Added::Opened));
+            assert_eq!(b.add(k, k * 10 + 1), Ok(Added::Sealed));
+        }
+        b.settle(); // nobody reads: 1 batch in memory, 49 on disk
+        let s = b.stats();
+        assert_eq!(
+            (s.emitted, s.queued, s.spilled, s.on_disk, s.unspilled),
+            (50, 1, 49, 49, 0)
+        );
+        let out = drain(&b);
+        let want: Vec<_> = (0..GROUPS)
+            .map(|k| {
+                (
+                    u64::from(k) + 1,
+                    k,
+                    vec![k * 10, k * 10 + 1],
+                    Trigger::MaxItems,
+                )
+            })
+            .collect();
+        assert_eq!(summary(&out), want);
+        // Read back from disk, `opened_at` is rebuilt from the wall time;
+        // on the manual clock wall and monotonic time agree, so it is exact.
+        assert!(out
+            .iter()
+            .all(|b| b.items == 2 && b.opened_at == clock.origin() && b.late == ms(0)));
+        let s = b.stats();
+        assert_eq!(
+            (s.unspilled, s.on_disk, s.queued, s.spill_lost),
+            (49, 0, 0, 0)
+        );
+        let report = b.shutdown(ms(100));
+        assert_eq!((report.delivered, report.undelivered.len()), (50, 0));
+        drop(b);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn batches_left_on_disk_come_back_first_in_the_next_batcher() {
+        let dir = temp_dir("restart");
+        let conf = || config(&dir, 256, 1 << 20, Overflow::Block);
+        {
+            let clock = ManualClock::new();
+            let b = spilling(&clock, conf());
+            for k in 1..=6 {
+                b.add(k, k * 10).unwrap();
+                b.add(k, k * 10 + 1).unwrap();
+            }
+            b.add(7, 70).unwrap(); // still open: shutdown seals it to disk
+            b.settle();
+            let rx = b.receiver();
+            assert_eq!(rx.try_recv().unwrap().id, BatchId(1)); // from memory
+            assert_eq!(rx.try_recv().unwrap().id, BatchId(2)); // from disk
+            let report = b.shutdown(ms(100));
+            assert_eq!((report.delivered, report.undelivered.len()), (7, 0));
+            let s = b.stats();
+            assert_eq!((s.queued, s.on_disk, s.sealed.shutdown), (0, 5, 1));
+        } // the batcher and its receivers are gone; the log stays
+        let clock = ManualClock::new();
+        let b = spilling(&clock, conf());
+        let rx = b.receiver();
+        assert_eq!(rx.spill_recovery().unwrap().records_recovered, 5);
+        assert_eq!(b.stats().on_disk, 5);
+        b.add(100, 1).unwrap();
+        b.add(100, 2).unwrap(); // sealed: queued behind what is on disk
+        b.settle();
+        let out = drain(&b);
+        let mut want: Vec<_> = (3..=6u32)
+            .map(|k| (u64::from(k), k, vec![k * 10, k * 10 + 1], Trigger::MaxItems))
+            .collect();
+        want.push((7, 7, vec![70], Trigger::Shutdown));
+        want.push((1, 100, vec![1, 2], Trigger::MaxItems));
+        assert_eq!(summary(&out), want);
+        b.shutdown(ms(100));
+        drop((b, rx));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_follows_its_policy_and_is_counted() {
+        // A batch of 2 words is a 58-byte record: one fits in 128 bytes
+        // with the segment header, two do not.
+        let dir = temp_dir("reject");
+        let clock = ManualClock::new();
+        let b = spilling(&clock, config(&dir, 128, 128, Overflow::Reject));
+        for k in 0..5 {
+            b.add(k, k).unwrap();
+            b.add(k, k).unwrap();
+        }
+        b.settle();
+        let s = b.stats();
+        assert_eq!((s.emitted, s.queued, s.on_disk, s.rejected), (2, 1, 1, 3));
+        let report = b.shutdown(ms(100));
+        assert_eq!((report.delivered, report.dropped), (2, 3));
+        let ids: Vec<u64> = b.receiver().iter().map(|b| b.id.0).collect();
+        assert_eq!(ids, [1, 2]);
+        drop(b);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_batch_the_log_cannot_take_is_counted_and_handed_back() {
+        // 64-byte segments hold no 58-byte record after their header.
+        let dir = temp_dir("toolarge");
+        let clock = ManualClock::new();
+        let b = spilling(&clock, config(&dir, 64, 1 << 20, Overflow::Block));
+        for k in 0..2 {
+            b.add(k, k).unwrap();
+            b.add(k, k).unwrap();
+        }
+        b.settle();
+        assert_eq!((b.stats().emitted, b.stats().spill_failed), (1, 1));
+        let report = b.shutdown(ms(100));
+        assert_eq!(b.stats().spill_failed, 2); // tried once more
+        assert_eq!(
+            summary(&report.undelivered),
+            [(2, 1, vec![1, 1], Trigger::MaxItems)]
+        );
+        assert_eq!(b.receiver().iter().count(), 1);
+        drop(b);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_blocked_driver_at_the_disk_bound_hands_its_batch_to_shutdown() {
+        let dir = temp_dir("block");
+        let clock = ManualClock::new();
+        let b = spilling(&clock, config(&dir, 128, 128, Overflow::Block));
+        for k in 0..3 {
+            b.add(k, k).unwrap();
+            b.add(k, k).unwrap();
+        }
+        // The third batch finds the disk full: the driver waits in slices
+        // until shutdown takes the batch over.
+        let report = b.shutdown(ms(10));
+        assert!(report.timed_out);
+        assert_eq!(
+            summary(&report.undelivered),
+            [(3, 2, vec![2, 2], Trigger::MaxItems)]
+        );
+        let s = b.stats();
+        assert_eq!((s.emitted, s.timed_out, s.rejected), (2, 0, 0));
+        assert_eq!(b.receiver().iter().count(), 2);
+        drop(b);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn spill_settings_are_checked() {
+        let clock = ManualClock::new();
+        let dir = temp_dir("never-opened");
+        let spill = Overflow::Spill(config(&dir, 256, 1 << 20, Overflow::Block));
+        let err = builder(&clock)
+            .max_items(2)
+            .on_full(spill.clone())
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting(), "on_full");
+        assert!(err.to_string().contains(".spill_codecs("), "{err}");
+        assert!(!dir.exists(), "nothing touches the disk on a bad config");
+        let err = builder(&clock)
+            .max_items(2)
+            .spill_codecs(LittleEndian, Words)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting(), "spill_codecs");
+        // A directory that cannot be opened: a file stands where it would be.
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let err = builder(&clock)
+            .max_items(2)
+            .on_full(spill)
+            .spill_codecs(LittleEndian, Words)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting(), "on_full");
+        assert!(err.to_string().contains("spill log"), "{err}");
+        std::fs::remove_file(&dir).unwrap();
+    }
+}

@@ -44,6 +44,8 @@ pub use errors::{
 #[cfg(feature = "async")]
 pub use futures::{RecvFuture, SendFuture};
 
+pub(crate) use spill::SpillSendError;
+
 use crate::clock::deadline_after;
 use crate::codec::Codec;
 use crate::error::ConfigError;
@@ -575,11 +577,9 @@ impl<T> Sender<T> {
                 }
                 Err(TrySendError::Disconnected(item)) => Err(SendError(item)),
             },
-            Overflow::Spill(_) => chan.spill_send(item, true).map_err(|e| match e {
-                spill::SpillSendError::Closed(item) | spill::SpillSendError::Full(item) => {
-                    SendError(item)
-                }
-            }),
+            Overflow::Spill(_) => chan
+                .spill_send(item, true, None)
+                .map_err(|e| SendError(e.into_inner())),
         }
     }
 
@@ -592,10 +592,13 @@ impl<T> Sender<T> {
     /// the item back.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         if self.chan.spill.is_some() {
-            return self.chan.spill_send(item, false).map_err(|e| match e {
-                spill::SpillSendError::Closed(item) => TrySendError::Disconnected(item),
-                spill::SpillSendError::Full(item) => TrySendError::Full(item),
-            });
+            return self
+                .chan
+                .spill_send(item, false, None)
+                .map_err(|e| match e {
+                    spill::SpillSendError::Closed(item) => TrySendError::Disconnected(item),
+                    e => TrySendError::Full(e.into_inner()),
+                });
         }
         let mut slot = Some(item);
         match self.chan.push(&mut slot) {
@@ -613,9 +616,9 @@ impl<T> Sender<T> {
     pub fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         if self.chan.spill.is_some() {
             // Spilling: the wait, if any, is the disk bound's policy.
-            return self.chan.spill_send(item, true).map_err(|e| match e {
+            return self.chan.spill_send(item, true, None).map_err(|e| match e {
                 spill::SpillSendError::Closed(item) => SendTimeoutError::Disconnected(item),
-                spill::SpillSendError::Full(item) => SendTimeoutError::Timeout(item),
+                e => SendTimeoutError::Timeout(e.into_inner()),
             });
         }
         self.send_deadline(item, deadline_after(Instant::now(), timeout))
@@ -633,6 +636,19 @@ impl<T> Sender<T> {
                 Err(SendTimeoutError::Timeout(slot.take().expect("item kept")))
             }
         }
+    }
+
+    /// A send on a channel built by [`spilling`] under its disk-full
+    /// policy, except that a wait at the disk bound ends at `cap` (then
+    /// [`SpillSendError::Capped`], uncounted), and that a codec or I/O error
+    /// is told apart ([`SpillSendError::Failed`]). For components layered on
+    /// a spilling channel that must keep checking for their own shutdown.
+    pub(crate) fn send_spilling(
+        &self,
+        item: T,
+        cap: Option<Instant>,
+    ) -> Result<(), SpillSendError<T>> {
+        self.chan.spill_send(item, true, cap)
     }
 
     /// Sends, evicting the oldest queued item if the channel is full, and

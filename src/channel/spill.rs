@@ -71,12 +71,26 @@ impl<T> SpillSide<T> {
 }
 
 /// Why a spilling send did not take the item.
-pub(super) enum SpillSendError<T> {
+pub(crate) enum SpillSendError<T> {
     /// Every receiver is gone.
     Closed(T),
-    /// The disk bound is reached (and the wait, if any, ran out), or the
-    /// log could not take the item (an I/O or codec error).
+    /// The disk bound is reached and the disk-full policy refused the item
+    /// (counted in `rejected` or `timed_out`), or a send that may not wait
+    /// found no room.
     Full(T),
+    /// The caller's cap passed while waiting at the disk bound under
+    /// `Block`/`BlockTimeout` (not counted: the caller decides).
+    Capped(T),
+    /// The log could not take the item: a codec or I/O error (not counted).
+    Failed(T),
+}
+
+impl<T> SpillSendError<T> {
+    pub(crate) fn into_inner(self) -> T {
+        match self {
+            Self::Closed(t) | Self::Full(t) | Self::Capped(t) | Self::Failed(t) => t,
+        }
+    }
 }
 
 impl<T> Chan<T> {
@@ -119,25 +133,41 @@ impl<T> Chan<T> {
         }
     }
 
-    /// A send on a spilling channel, waiting at the disk bound until
-    /// `deadline` under `Block`/`BlockTimeout` (`wait`: false never waits).
-    pub(super) fn spill_send(&self, item: T, wait: bool) -> Result<(), SpillSendError<T>> {
+    /// A send on a spilling channel, waiting at the disk bound under
+    /// `Block`/`BlockTimeout` (`wait`: false never waits), but never past
+    /// `cap` when one is given.
+    pub(super) fn spill_send(
+        &self,
+        item: T,
+        wait: bool,
+        cap: Option<Instant>,
+    ) -> Result<(), SpillSendError<T>> {
         let spill = self.spill.as_deref().expect("a spilling channel");
         let mut slot = Some(item);
-        let deadline = match spill.when_full {
+        // The policy's own deadline (inner `None`: forever), then the cap.
+        let policy = match spill.when_full {
             Overflow::BlockTimeout(t) if wait => {
                 Some(crate::clock::deadline_after(Instant::now(), t))
             }
             Overflow::Block if wait => Some(None),
             _ => None,
         };
+        let (deadline, capped) = match (policy, cap) {
+            (Some(None), Some(cap)) => (Some(Some(cap)), true),
+            (Some(Some(own)), Some(cap)) if cap < own => (Some(Some(cap)), true),
+            (policy, _) => (policy, false),
+        };
+        let mut failed = false;
         match deadline {
             Some(deadline) => {
                 match self.wait(&self.writers, deadline, || {
                     self.spill_push(spill, &mut slot)
                 }) {
                     Ok(()) => return Ok(()),
-                    Err(WaitError::Closed) => {}
+                    Err(WaitError::Closed) => failed = true,
+                    Err(WaitError::Timeout) if capped => {
+                        return Err(SpillSendError::Capped(slot.take().expect("item kept")));
+                    }
                     Err(WaitError::Timeout) => {
                         self.losses.timed_out.fetch_add(1, Ordering::Relaxed);
                     }
@@ -145,7 +175,7 @@ impl<T> Chan<T> {
             }
             None => match self.spill_push(spill, &mut slot) {
                 Outcome::Ready(()) => return Ok(()),
-                Outcome::Closed => {}
+                Outcome::Closed => failed = true,
                 Outcome::NotReady(_) => {
                     if wait && matches!(spill.when_full, Overflow::Reject) {
                         self.losses.rejected.fetch_add(1, Ordering::Relaxed);
@@ -153,11 +183,14 @@ impl<T> Chan<T> {
                 }
             },
         }
-        // `Closed` from a try also stands for a log that refused the item
-        // for another reason than a full disk (an I/O or codec error).
+        // `Closed` from a try or a wait is a closed ring or a log that
+        // refused the item for another reason than a full disk (an I/O or
+        // codec error): the ring tells them apart.
         let item = slot.take().expect("item kept");
         if self.ring.is_closed() {
             Err(SpillSendError::Closed(item))
+        } else if failed {
+            Err(SpillSendError::Failed(item))
         } else {
             Err(SpillSendError::Full(item))
         }

@@ -195,6 +195,8 @@ pub struct SpillLog<T> {
     /// Records read in the head segment.
     read_in_head: u64,
     len: u64,
+    /// Payload bytes of the unread records.
+    payload: u64,
     live_bytes: u64,
     appended_since_sync: u64,
     read_since_save: u64,
@@ -363,6 +365,7 @@ impl<T> SpillLog<T> {
             read_offset,
             read_in_head,
             len: report.records_recovered,
+            payload: 0,
             live_bytes: 0,
             appended_since_sync: 0,
             read_since_save: 0,
@@ -376,6 +379,16 @@ impl<T> SpillLog<T> {
             config,
         };
         log.live_bytes = log.segments.iter().map(|s| s.bytes).sum();
+        // Every record is a header and its payload, behind the segment's
+        // header; what the head has read so far is not unread.
+        let payload_in =
+            |bytes: u64, records: u64| bytes - HEADER_LEN - RECORD_HEADER_LEN * records;
+        let written: u64 = log
+            .segments
+            .iter()
+            .map(|s| payload_in(s.bytes, s.records))
+            .sum();
+        log.payload = written - payload_in(log.read_offset, log.read_in_head);
         let sync = log.config.fsync() != Fsync::Never;
         log.save_cursor(sync)?;
         Ok(log)
@@ -404,6 +417,12 @@ impl<T> SpillLog<T> {
     /// Bytes of the live segment files (buffered appends included).
     pub fn bytes(&self) -> u64 {
         self.live_bytes
+    }
+
+    /// Payload bytes of the unread records: what their encodings take,
+    /// without the log's framing.
+    pub fn payload_bytes(&self) -> u64 {
+        self.payload
     }
 
     /// The log's counters.
@@ -480,6 +499,7 @@ impl<T> SpillLog<T> {
         tail.records += 1;
         self.live_bytes += record;
         self.len += 1;
+        self.payload += payload;
         self.stats.pushed += 1;
         self.appended_since_sync += 1;
         let due = match self.config.fsync() {
@@ -547,6 +567,7 @@ impl<T> SpillLog<T> {
         if !intact {
             let lost = head.records - self.read_in_head;
             self.len -= lost;
+            self.payload -= head.bytes - self.read_offset - RECORD_HEADER_LEN * lost;
             self.stats.corrupt += lost;
             self.read_in_head = head.records;
             self.read_offset = head.bytes;
@@ -556,6 +577,7 @@ impl<T> SpillLog<T> {
         self.read_offset += RECORD_HEADER_LEN + self.scratch.len() as u64;
         self.read_in_head += 1;
         self.len -= 1;
+        self.payload -= self.scratch.len() as u64;
         self.stats.popped += 1;
         self.read_since_save += 1;
         let decoded = self.codec.decode(&self.scratch);

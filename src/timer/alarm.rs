@@ -22,6 +22,11 @@
 //! No wake-up is lost and a request costs one load when the driver already
 //! wakes early enough.
 //!
+//! [`close`](Alarm::close) sets a flag and unparks. The driver checks the
+//! flag when a pass begins and again in `arm`, after the pass: a pass that
+//! parked (a callback blocked on a full output) may have used up the
+//! unpark, and the second check is what keeps the driver from sleeping on.
+//!
 //! [`settle`](Alarm::settle) waits for a pass that began after the call,
 //! which is how tests driving a manual clock know the driver has seen
 //! their last step.
@@ -77,10 +82,19 @@ impl Alarm {
     }
 
     /// The tick to sleep until: the earlier of `next` and any request made
-    /// since the pass began (`None`: until woken).
+    /// since the pass began (`None`: until woken); tick 0, "do not sleep",
+    /// once closed.
+    ///
+    /// The close is checked here, after the pass, because a pass may park
+    /// (a callback waiting on a full channel) and so take the unpark that
+    /// [`close`](Self::close) sent: that close happened before the park
+    /// returned, so this load sees it.
     pub(crate) fn arm(&self, next: Option<Tick>) -> Option<Tick> {
         let next = next.unwrap_or(u64::MAX);
         let earlier = self.at.fetch_min(next, Ordering::SeqCst).min(next);
+        if self.closed.load(Ordering::SeqCst) {
+            return Some(0);
+        }
         (earlier != u64::MAX).then_some(earlier)
     }
 

@@ -73,7 +73,7 @@ fn describe(kind: io::ErrorKind, len: usize) -> String {
         io::ErrorKind::BrokenPipe => "the writer is closed".into(),
         io::ErrorKind::WouldBlock => "the writer's queue is full (Reject policy)".into(),
         io::ErrorKind::TimedOut => "the writer's queue stayed full until the timeout".into(),
-        _ => format!("a record of {len} bytes is larger than the writer's byte capacity"),
+        _ => format!("a record of {len} bytes is larger than the writer's byte capacity (or, spilling, than a spill segment)"),
     }
 }
 

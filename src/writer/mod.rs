@@ -72,14 +72,54 @@
 //! evicted: when every queued record is, the new one is dropped instead
 //! (counted in `dropped_newest`).
 //!
+//! # Spilling to disk
+//!
+//! Under [`Overflow::Spill`] a record that finds the queue full goes to a
+//! crash-safe [spill log](crate::spill) in the configured directory, and
+//! while anything is on disk every record goes there, behind it, so the
+//! order above still holds across memory and disk. The writer thread reads
+//! the log back between its passes over the queue; a flush also covers
+//! the records on disk. Records a previous run left in the directory (a
+//! crash, or a close that ran out of time) are written first
+//! ([`WriterStats::recovered`]). The disk bound has its own policy
+//! ([`SpillConfigBuilder::when_full`](crate::spill::SpillConfigBuilder::when_full)).
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Duration;
+//! use sheaf::spill::SpillConfig;
+//! use sheaf::writer::{Overflow, SerialWriter};
+//!
+//! let dir = std::env::temp_dir().join(format!("sheaf-doc-writer-spill-{}", std::process::id()));
+//! let out = Arc::new(Mutex::new(Vec::new()));
+//! let sink = Arc::clone(&out);
+//! let writer = SerialWriter::builder_fn(move |bytes: &[u8]| {
+//!     sink.lock().unwrap().extend_from_slice(bytes);
+//!     Ok(())
+//! })
+//! .capacity_items(2) // tiny, so most records go to disk
+//! .overflow(Overflow::Spill(SpillConfig::builder(&dir).build()?))
+//! .build()?;
+//! let handle = writer.handle();
+//! for i in 0..100 {
+//!     handle.write_record(format!("{i:03}\n").as_bytes())?;
+//! }
+//! let report = writer.close(Duration::from_secs(10));
+//! assert_eq!((report.accepted, report.written, report.on_disk), (100, 100, 0));
+//! let expected: String = (0..100).map(|i| format!("{i:03}\n")).collect();
+//! assert_eq!(String::from_utf8(out.lock().unwrap().clone()).unwrap(), expected);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Nothing silently lost
 //!
 //! Every accepted record is, in the end, written (the sink call returned
 //! `Ok`), failed (the sink returned an error or panicked: counted, recorded
 //! in [`errors`](SerialWriter::errors), and the writer goes on), evicted by
 //! [`Overflow::DropOldest`] (counted), or reported by
-//! [`close`](SerialWriter::close) as unwritten or still in a sink call at
-//! the deadline. A record that is not accepted is refused with an error
+//! [`close`](SerialWriter::close) as unwritten, still in a sink call, or
+//! still on disk (spilled) at the deadline. A record that is not accepted is refused with an error
 //! (its bytes handed back by [`WriterHandle::try_write_record`]) or, under
 //! [`Overflow::DropNewest`], counted in `dropped_newest`.
 
@@ -87,6 +127,7 @@ mod handle;
 mod hooks;
 mod queue;
 mod shared;
+mod spill;
 mod stats;
 mod worker;
 
@@ -188,6 +229,8 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
     }
 
     /// What a write does when the queue is full (default [`Overflow::Block`]).
+    /// [`Overflow::Spill`] opens its log at [`build`](Self::build); see
+    /// [Spilling to disk](self#spilling-to-disk).
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
         self
@@ -288,18 +331,14 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
     ///
     /// # Errors
     /// [`ConfigError`] when a capacity is 0, a hook period is zero, the
-    /// async limit is `Some(0)`, the shard count is out of range, or a
+    /// async limit is `Some(0)`, the shard count is out of range, the spill
+    /// log cannot be opened (an I/O error, named in the message), or a
     /// thread could not be started.
     pub fn build(self) -> Result<SerialWriter, ConfigError> {
         let zero = "0 cannot hold a record; use 1 or more";
         let busy = "a zero period would run the hook in a busy loop; use a positive duration";
         let shards = self.shards.unwrap_or_else(default_shards);
         let check = [
-            (
-                matches!(self.overflow, Overflow::Spill(_)),
-                "overflow",
-                "the writer does not spill yet: use Block, BlockTimeout, DropNewest, DropOldest or Reject".to_string(),
-            ),
             (self.capacity_items == 0, "capacity_items", zero.to_string()),
             (self.capacity_bytes == 0, "capacity_bytes", zero.to_string()),
             (
@@ -336,7 +375,11 @@ impl<W: Write + Send + 'static> SerialWriterBuilder<W> {
         } else {
             co.clamp(4 << 10, 1 << 20)
         };
-        let queue = queue::Queue::new(shards, items, bytes, self.overflow, chunk);
+        let spill = match &self.overflow {
+            Overflow::Spill(config) => Some(spill::SpillSide::open(config)?),
+            _ => None,
+        };
+        let queue = queue::Queue::new(shards, items, bytes, self.overflow, chunk, spill);
         let (mut settings, sink) = (self.settings, self.sink);
         let (sync_period, sync_hook) = self.sync.unzip();
         settings.sync_period = sync_period;
@@ -512,6 +555,12 @@ impl SerialWriter {
     /// Those of `flush`, and the hook's error or panic.
     pub fn sync_now(&self) -> io::Result<()> {
         self.shared.request(true, None)
+    }
+
+    /// What opening the spill log found and cut, for a writer built with
+    /// [`Overflow::Spill`]; `None` otherwise.
+    pub fn spill_recovery(&self) -> Option<crate::spill::RecoveryReport> {
+        self.shared.queue.spill.as_ref().map(|s| s.recovery)
     }
 
     /// Counters; see [`WriterStats`].

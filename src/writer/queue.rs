@@ -29,6 +29,8 @@ use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Mutex, MutexGuard};
 use crate::wait::Waiters;
 
+use super::spill::SpillSide;
+
 /// The `signal` bit that asks the writer thread to look at its requests;
 /// bits 0..63 are the shards'.
 pub(super) const CONTROL: u64 = 1 << 63;
@@ -101,6 +103,8 @@ pub(super) struct Losses {
     pub(super) timed_out: AtomicU64,
     pub(super) too_large: AtomicU64,
     pub(super) refused_closed: AtomicU64,
+    /// Writes the spill log could not take (an I/O error).
+    pub(super) spill_failed: AtomicU64,
 }
 
 pub(super) struct Queue {
@@ -128,6 +132,8 @@ pub(super) struct Queue {
     waiting: AtomicUsize,
     waiting_bytes: AtomicUsize,
     pub(super) losses: CachePadded<Losses>,
+    /// The disk side, under [`Overflow::Spill`].
+    pub(super) spill: Option<SpillSide>,
 }
 
 /// Takes between `need` and `want` from `avail`, as much as there is.
@@ -140,7 +146,7 @@ fn take_credit(avail: &AtomicUsize, need: usize, want: usize) -> Option<usize> {
     before.ok().map(|cur| want.min(cur))
 }
 
-fn bump(counter: &AtomicU64, n: u64) {
+pub(super) fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
@@ -151,6 +157,7 @@ impl Queue {
         cap_bytes: usize,
         overflow: Overflow,
         chunk_size: usize,
+        spill: Option<SpillSide>,
     ) -> Self {
         let spread = 4 * shards;
         Self {
@@ -171,6 +178,7 @@ impl Queue {
             waiting: AtomicUsize::new(0),
             waiting_bytes: AtomicUsize::new(0),
             losses: CachePadded::default(),
+            spill,
         }
     }
 
@@ -206,6 +214,10 @@ impl Queue {
             bump(&self.losses.too_large, 1);
             return Err(ErrorKind::InvalidInput);
         }
+        if let Some(spill) = self.spill.as_ref().filter(|s| s.engaged()) {
+            // Behind what is on disk.
+            return self.spill_push(spill, data);
+        }
         let (idx, mut shard) = self.pick(last);
         let mut deadline = None;
         loop {
@@ -222,10 +234,16 @@ impl Queue {
             }
             self.release_idle_credit(&mut shard);
             match self.overflow {
-                // Refused by the builder; refuse here too rather than panic.
                 Overflow::Spill(_) => {
-                    bump(&self.losses.rejected, 1);
-                    return Err(ErrorKind::WouldBlock);
+                    drop(shard);
+                    return match &self.spill {
+                        Some(spill) => self.spill_push(spill, data),
+                        // The builder opens the log for this policy.
+                        None => {
+                            bump(&self.losses.rejected, 1);
+                            Err(ErrorKind::WouldBlock)
+                        }
+                    };
                 }
                 Overflow::Reject => {
                     bump(&self.losses.rejected, 1);
@@ -423,13 +441,11 @@ impl Queue {
             bump(&self.losses.rejected, 1);
             return Err(ErrorKind::WouldBlock);
         }
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        self.waiting_bytes.fetch_add(len, Ordering::Relaxed);
-        let ready = self.room.wait_until(deadline, || {
-            self.closed.load(Ordering::SeqCst) || self.has_room(len)
+        let ready = self.counted_wait(len, || {
+            self.room.wait_until(deadline, || {
+                self.closed.load(Ordering::SeqCst) || self.has_room(len)
+            })
         });
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        self.waiting_bytes.fetch_sub(len, Ordering::Relaxed);
         if self.closed.load(Ordering::SeqCst) {
             bump(&self.losses.refused_closed, 1);
             Err(ErrorKind::BrokenPipe)
@@ -439,6 +455,16 @@ impl Queue {
             bump(&self.losses.timed_out, 1);
             Err(ErrorKind::TimedOut)
         }
+    }
+
+    /// Runs `wait` counted in `waiting` (a write of `len` bytes).
+    pub(super) fn counted_wait(&self, len: usize, wait: impl FnOnce() -> bool) -> bool {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.waiting_bytes.fetch_add(len, Ordering::Relaxed);
+        let ready = wait();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.waiting_bytes.fetch_sub(len, Ordering::Relaxed);
+        ready
     }
 
     /// Takes the records of the shards in `bits` (ascending), one batch per
@@ -486,6 +512,9 @@ impl Queue {
         for shard in self.shards.iter() {
             drop(shard.lock());
         }
+        if let Some(spill) = &self.spill {
+            spill.barrier();
+        }
         self.room.notify_all();
     }
 
@@ -506,6 +535,10 @@ impl Queue {
             sums[1] += shard.accepted_bytes;
             sums[2] += shard.live as u64;
             sums[3] += shard.live_bytes as u64;
+        }
+        if let Some(spill) = &self.spill {
+            sums[0] += spill.spilled.load(Ordering::Relaxed);
+            sums[1] += spill.spilled_bytes.load(Ordering::Relaxed);
         }
         sums
     }

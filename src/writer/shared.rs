@@ -476,6 +476,12 @@ impl Shared {
             unwritten_bytes: s.queued_bytes - counts.in_call_bytes + counts.unwritten_bytes,
             in_flight: counts.in_call,
             in_flight_bytes: counts.in_call_bytes,
+            recovered: s.recovered,
+            recovered_bytes: s.recovered_bytes,
+            on_disk: s.on_disk,
+            on_disk_bytes: s.on_disk_bytes,
+            spill_lost: s.spill_lost,
+            spill_lost_bytes: s.spill_lost_bytes,
             timed_out: false,
             flushed: false,
         }
@@ -490,7 +496,18 @@ impl Shared {
         let (waiting, waiting_bytes) = self.queue.waiting();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (losses, hooks) = (&self.queue.losses, &self.hooks);
+        let spill = self.queue.spill.as_ref();
+        let disk = |f: fn(&super::spill::SpillSide) -> &AtomicU64| spill.map_or(0, |s| load(f(s)));
         WriterStats {
+            spilled: disk(|s| &s.spilled),
+            spilled_bytes: disk(|s| &s.spilled_bytes),
+            on_disk: disk(|s| &s.on_disk),
+            on_disk_bytes: disk(|s| &s.on_disk_bytes),
+            recovered: spill.map_or(0, |s| s.recovered),
+            recovered_bytes: spill.map_or(0, |s| s.recovered_bytes),
+            spill_lost: disk(|s| &s.lost),
+            spill_lost_bytes: disk(|s| &s.lost_bytes),
+            spill_failed: load(&losses.spill_failed),
             accepted,
             accepted_bytes,
             queued: live + counts.held + counts.in_call,

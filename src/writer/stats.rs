@@ -7,13 +7,15 @@ use std::time::SystemTime;
 /// Counters of a [`SerialWriter`](super::SerialWriter); see
 /// [`stats`](super::SerialWriter::stats).
 ///
-/// Every accepted record is in exactly one of `written`, `failed`,
-/// `dropped_oldest`, `unwritten` or `queued` (which counts the records the
-/// writer thread holds, the one sink call in progress included).
+/// Every accepted record, and every record `recovered` from the spill log
+/// at build, is in exactly one of `written`, `failed`, `dropped_oldest`,
+/// `unwritten`, `queued` (which counts the records the writer thread holds,
+/// the one sink call in progress included), `on_disk` or `spill_lost`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WriterStats {
-    /// Records accepted into the queue.
+    /// Records accepted (into the queue or, under
+    /// [`Overflow::Spill`](super::Overflow::Spill), onto the disk).
     pub accepted: u64,
     /// Bytes of the accepted records.
     pub accepted_bytes: u64,
@@ -60,6 +62,26 @@ pub struct WriterStats {
     pub too_large: u64,
     /// Writes refused because the writer was closed.
     pub refused_closed: u64,
+    /// Records written to the spill log (they are in `accepted` too).
+    pub spilled: u64,
+    /// Bytes of the spilled records.
+    pub spilled_bytes: u64,
+    /// Records on disk now, waiting for the writer thread.
+    pub on_disk: u64,
+    /// Bytes of the records on disk now.
+    pub on_disk_bytes: u64,
+    /// Records a previous run left in the spill directory, found at build
+    /// and written first (not in `accepted`).
+    pub recovered: u64,
+    /// Bytes of the recovered records.
+    pub recovered_bytes: u64,
+    /// Records on disk found corrupt when read back: counted, never written.
+    pub spill_lost: u64,
+    /// Bytes of the corrupt records.
+    pub spill_lost_bytes: u64,
+    /// Writes refused because the spill log failed to take them (an I/O
+    /// error; see the log directory).
+    pub spill_failed: u64,
     /// Accepted records never handed to the sink: discarded by a close that
     /// ran out of time.
     pub unwritten: u64,
@@ -81,8 +103,8 @@ pub struct WriterStats {
 
 /// What [`close`](super::SerialWriter::close) did, over the writer's life.
 ///
-/// `accepted == written + failed + dropped_oldest + unwritten + in_flight`,
-/// and the same for bytes.
+/// `accepted + recovered == written + failed + dropped_oldest + unwritten +
+/// in_flight + on_disk + spill_lost`, and the same for bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CloseReport {
@@ -113,6 +135,20 @@ pub struct CloseReport {
     pub in_flight: u64,
     /// Bytes in that sink call.
     pub in_flight_bytes: u64,
+    /// Records a previous run left on disk, found at build.
+    pub recovered: u64,
+    /// Bytes of the recovered records.
+    pub recovered_bytes: u64,
+    /// Records still in the spill log (the deadline passed first): kept on
+    /// disk, and written first by the next writer built on the same
+    /// directory.
+    pub on_disk: u64,
+    /// Bytes of the records left on disk.
+    pub on_disk_bytes: u64,
+    /// Records on disk found corrupt when read back.
+    pub spill_lost: u64,
+    /// Bytes of the corrupt records.
+    pub spill_lost_bytes: u64,
     /// `true` if the deadline passed before everything was written.
     pub timed_out: bool,
     /// `true` if the final flush of the sink ran and succeeded.
@@ -137,6 +173,8 @@ pub enum ErrorOrigin {
     AsyncHookPanic,
     /// An async hook thread could not be started.
     AsyncSpawn,
+    /// Reading the spill log back, or saving its read position, failed.
+    SpillLog,
 }
 
 /// One recorded error; see [`SerialWriter::errors`](super::SerialWriter::errors).

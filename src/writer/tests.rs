@@ -81,17 +81,25 @@ fn assert_all_in_order(seqs: &HashMap<usize, Vec<usize>>, threads: usize, per_th
 
 fn assert_report_consistent(r: &CloseReport) {
     assert_eq!(
-        r.accepted,
-        r.written + r.failed + r.dropped_oldest + r.unwritten + r.in_flight,
+        r.accepted + r.recovered,
+        r.written
+            + r.failed
+            + r.dropped_oldest
+            + r.unwritten
+            + r.in_flight
+            + r.on_disk
+            + r.spill_lost,
         "{r:?}"
     );
     assert_eq!(
-        r.accepted_bytes,
+        r.accepted_bytes + r.recovered_bytes,
         r.written_bytes
             + r.failed_bytes
             + r.dropped_oldest_bytes
             + r.unwritten_bytes
-            + r.in_flight_bytes,
+            + r.in_flight_bytes
+            + r.on_disk_bytes
+            + r.spill_lost_bytes,
         "{r:?}"
     );
 }
@@ -1277,4 +1285,241 @@ fn close_and_drop_join_every_thread_of_the_writer() {
         // Joined, not merely told to stop: gone when close or drop returns.
         assert_eq!(threads_named(name), 0, "{name}");
     }
+}
+
+// ---- Overflow::Spill ----
+
+/// A fresh spill directory for one test (removed by [`SpillDir`]'s drop).
+struct SpillDir(std::path::PathBuf);
+
+impl SpillDir {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("sheaf-writer-spill-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        SpillDir(dir)
+    }
+
+    fn overflow(&self, when_full: Overflow) -> Overflow {
+        // 8-byte records take 16 bytes on disk: 3 per 64-byte segment.
+        self.overflow_in(64, when_full)
+    }
+
+    fn overflow_in(&self, segment_bytes: u64, when_full: Overflow) -> Overflow {
+        let config = crate::spill::SpillConfig::builder(&self.0)
+            .segment_bytes(segment_bytes)
+            .max_bytes(if matches!(when_full, Overflow::Block) {
+                1 << 30
+            } else {
+                2 * segment_bytes
+            })
+            .when_full(when_full)
+            .fsync(crate::spill::Fsync::Never)
+            .build()
+            .unwrap();
+        Overflow::Spill(config)
+    }
+}
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Record `i` as 8 bytes: `0000042\n`.
+fn numbered(i: usize) -> Vec<u8> {
+    format!("{i:07}\n").into_bytes()
+}
+
+fn numbered_range(range: std::ops::Range<usize>) -> Vec<u8> {
+    range.flat_map(numbered).collect()
+}
+
+/// Waits until every thread of `writer` is gone, so its spill log is
+/// closed and another writer may open the directory (its handles must be
+/// dropped first).
+fn drop_and_wait(writer: SerialWriter) {
+    let shared = Arc::downgrade(&writer.shared);
+    drop(writer);
+    while shared.strong_count() > 0 {
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn spill_keeps_one_order_across_memory_and_disk() {
+    let dir = SpillDir::new("order");
+    let (writer, handle, out) = stopped(dir.overflow(Overflow::Block), 4);
+    for i in 0..100 {
+        handle.write_record(&numbered(i)).unwrap();
+    }
+    let s = writer.stats();
+    assert_eq!(
+        (s.accepted, s.queued, s.spilled, s.on_disk, s.on_disk_bytes),
+        (100, 4, 96, 96, 96 * 8)
+    );
+    writer.start().unwrap();
+    // Written while records are on disk: they go behind them.
+    for i in 100..150 {
+        handle.write_record(&numbered(i)).unwrap();
+    }
+    writer.flush().unwrap();
+    assert_eq!(*out.lock().unwrap(), numbered_range(0..150));
+    let s = writer.stats();
+    assert_eq!(
+        (s.accepted, s.written, s.on_disk, s.queued),
+        (150, 150, 0, 0)
+    );
+    assert!(s.spilled >= 96, "{s:?}");
+    let report = writer.close(LONG);
+    assert_report_consistent(&report);
+    assert_eq!(
+        (report.written, report.on_disk, report.recovered),
+        (150, 0, 0)
+    );
+}
+
+#[test]
+fn spill_many_threads_every_record_once_in_order() {
+    let dir = SpillDir::new("threads");
+    let overflow = dir.overflow_in(4096, Overflow::Block);
+    many_threads(4, scaled(5_000), |b| {
+        b.capacity_items(16).overflow(overflow)
+    });
+}
+
+#[test]
+fn spill_left_on_disk_at_a_close_deadline_is_written_first_by_the_next_writer() {
+    let dir = SpillDir::new("replay");
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let writer = SerialWriter::builder_fn(move |_: &[u8]| {
+        let _ = entered_tx.send(());
+        // Blocks until the test lets it return.
+        let _ = release_rx.lock().unwrap().recv();
+        Ok(())
+    })
+    .capacity_items(4)
+    .overflow(dir.overflow(Overflow::Block))
+    .build()
+    .unwrap();
+    let handle = writer.handle();
+    handle.write_record(&numbered(0)).unwrap();
+    entered_rx.recv().unwrap(); // record 0 is in the (blocked) sink call
+    let n = 50;
+    for i in 1..n {
+        handle.write_record(&numbered(i)).unwrap();
+    }
+    let report = writer.close(Duration::from_millis(50));
+    assert!(report.timed_out);
+    assert_report_consistent(&report);
+    assert_eq!((report.accepted, report.in_flight), (n as u64, 1));
+    // Memory held what fit; the rest stays on disk for the next writer.
+    assert_eq!(report.unwritten + report.on_disk, n as u64 - 1);
+    assert!(report.on_disk > 0, "{report:?}");
+    release_tx.send(()).unwrap();
+    drop(release_tx);
+    drop(handle);
+    drop_and_wait(writer);
+
+    let (out, sink) = vec_sink();
+    let next = SerialWriter::builder_fn(sink)
+        .overflow(dir.overflow(Overflow::Block))
+        .build()
+        .unwrap();
+    let recovery = next.spill_recovery().unwrap();
+    assert_eq!(recovery.records_recovered, report.on_disk);
+    next.handle().write_record(&numbered(n)).unwrap();
+    next.flush().unwrap();
+    let first = n - report.on_disk as usize;
+    assert_eq!(*out.lock().unwrap(), numbered_range(first..n + 1));
+    let s = next.stats();
+    assert_eq!(
+        (s.recovered, s.recovered_bytes, s.accepted, s.written),
+        (report.on_disk, report.on_disk * 8, 1, report.on_disk + 1)
+    );
+    let report = next.close(LONG);
+    assert_report_consistent(&report);
+    assert_eq!(report.on_disk, 0);
+}
+
+#[test]
+fn spill_disk_full_reject_hands_the_record_back() {
+    let dir = SpillDir::new("reject");
+    let (writer, handle, out) = stopped(dir.overflow(Overflow::Reject), 4);
+    // 4 in memory, then 2 segments of 3 records on disk.
+    for i in 0..10 {
+        handle.write_record(&numbered(i)).unwrap();
+    }
+    match handle.try_write_record(numbered(10)) {
+        Err(WriteError::Full(bytes)) => assert_eq!(bytes, numbered(10)),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    let s = writer.stats();
+    assert_eq!((s.accepted, s.spilled, s.rejected), (10, 6, 1));
+    writer.start().unwrap();
+    writer.flush().unwrap();
+    assert_eq!(*out.lock().unwrap(), numbered_range(0..10));
+    // Room on disk and in memory again.
+    handle.write_record(&numbered(10)).unwrap();
+    writer.flush().unwrap();
+    assert_eq!(*out.lock().unwrap(), numbered_range(0..11));
+}
+
+#[test]
+fn spill_disk_full_drop_newest_counts_the_drop() {
+    let dir = SpillDir::new("dropnewest");
+    let (writer, handle, out) = stopped(dir.overflow(Overflow::DropNewest), 4);
+    for i in 0..12 {
+        handle.write_record(&numbered(i)).unwrap();
+    }
+    let s = writer.stats();
+    assert_eq!((s.accepted, s.spilled, s.dropped_newest), (10, 6, 2));
+    writer.start().unwrap();
+    writer.flush().unwrap();
+    assert_eq!(*out.lock().unwrap(), numbered_range(0..10));
+}
+
+#[test]
+fn spill_disk_full_block_waits_for_the_writer_thread() {
+    let dir = SpillDir::new("block");
+    let config = crate::spill::SpillConfig::builder(&dir.0)
+        .segment_bytes(64)
+        .max_bytes(128)
+        .fsync(crate::spill::Fsync::Never)
+        .build()
+        .unwrap();
+    let (writer, handle, out) = stopped(Overflow::Spill(config), 4);
+    for i in 0..10 {
+        handle.write_record(&numbered(i)).unwrap();
+    }
+    let blocked = {
+        let handle = handle.clone();
+        thread::spawn(move || handle.write_record(&numbered(10)))
+    };
+    // Wait for the state, not for a time: the write waits for disk room.
+    while writer.stats().waiting == 0 {
+        thread::yield_now();
+    }
+    writer.start().unwrap();
+    blocked.join().unwrap().unwrap();
+    writer.flush().unwrap();
+    assert_eq!(*out.lock().unwrap(), numbered_range(0..11));
+    let report = writer.close(LONG);
+    assert_report_consistent(&report);
+    assert_eq!((report.accepted, report.written), (11, 11));
+}
+
+#[test]
+fn spill_dir_that_cannot_be_opened_is_a_config_error() {
+    let dir = SpillDir::new("notadir");
+    std::fs::write(&dir.0, b"a file, not a directory").unwrap();
+    let err = SerialWriter::builder(io::sink())
+        .overflow(dir.overflow(Overflow::Block))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), "overflow", "{err}");
+    std::fs::remove_file(&dir.0).unwrap();
 }

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use super::queue::{mark_writer_thread, Batch, Chunk, CONTROL};
 use super::shared::{closed_failure, Failure, Shared, CLOSING, EXITED, RUNNING, STOPPED, STOPPING};
+use super::spill::Unspilled;
 use super::stats::ErrorOrigin;
 use crate::clock::deadline_after;
 use crate::sync::atomic::Ordering;
@@ -38,6 +39,8 @@ pub(super) fn run<W: Write>(shared: Arc<Shared>, sink: W, sync: Option<SyncHook<
         next_sync: (shared.settings.sync_period).and_then(|p| deadline_after(shared.started()?, p)),
         unflushed: false,
         failed_seen: 0,
+        unspilled: Unspilled::default(),
+        spill_error: None,
     };
     while worker.cycle() {}
 }
@@ -72,7 +75,16 @@ struct Worker<'a, W> {
     /// `Counts::failed` when requests were last answered: a flush reports
     /// the records that failed since the previous one.
     failed_seen: u64,
+    /// Records read back from the spill log, reused.
+    unspilled: Unspilled,
+    /// The last spill read failed: reported to this pass's requests, and
+    /// the thread sleeps before trying again.
+    spill_error: Option<Failure>,
 }
+
+/// How long the writer thread waits before reading the spill log again
+/// after an I/O error.
+const SPILL_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl<W: Write> Worker<'_, W> {
     /// One pass: requests, shards, sink calls, flush, sync; then sleep.
@@ -99,6 +111,9 @@ impl<W: Write> Worker<'_, W> {
             tickets.in_pass.extend(pending);
             (flush, sync)
         };
+        // The spill log is read before the shards are taken, and written
+        // after them: see `writer/spill.rs` for why that keeps the order.
+        let from_disk = self.read_spilled();
         let mut bits = queue.signal.fetch_and(CONTROL, Ordering::SeqCst) & !CONTROL;
         if mode == CLOSING {
             bits |= queue.all_shards();
@@ -106,12 +121,25 @@ impl<W: Write> Worker<'_, W> {
         let Some(taken) = self.take_and_write(bits) else {
             return false;
         };
+        if !self.write_spilled(from_disk) {
+            return false;
+        }
+        // A flush covers what was on disk when it was asked; the last pass
+        // covers everything.
+        if (want_flush || last_pass) && !self.drain_spilled() {
+            return false;
+        }
         let idle = queue.signal.load(Ordering::SeqCst) & !CONTROL == 0;
-        let mut flush_error = None;
+        let mut flush_error = self.spill_error.clone();
         if want_flush || last_pass || (self.unflushed && idle && shared.settings.flush_when_idle) {
             match self.flush_sink() {
                 None => return false,
-                Some(result) => flush_error = result.err(),
+                Some(result) => flush_error = result.err().or(flush_error),
+            }
+        }
+        if last_pass {
+            if let Some(Err(e)) = queue.spill.as_ref().map(|s| s.sync()) {
+                shared.record_error(ErrorOrigin::SpillLog, e.to_string(), Some(e.kind()), 0);
             }
         }
         let sync_error = if want_sync || last_pass {
@@ -152,8 +180,17 @@ impl<W: Write> Worker<'_, W> {
     /// is due.
     fn sleep(&mut self, small: bool) {
         let shared = self.shared;
+        let queue = &shared.queue;
+        let stalled = self.spill_error.take().is_some();
+        let disk = || !stalled && queue.spill.as_ref().is_some_and(|s| s.engaged());
+        if disk() {
+            return; // more on disk: no sleep
+        }
         let linger = shared.settings.linger;
         let lingering = small && !linger.is_zero();
+        let retry = stalled
+            .then(|| deadline_after(shared.clock.now(), SPILL_RETRY))
+            .flatten();
         let until = match (self.next_sync, lingering) {
             (Some(sync), true) => {
                 let end = deadline_after(shared.clock.now(), linger);
@@ -162,10 +199,15 @@ impl<W: Write> Worker<'_, W> {
             (None, true) => deadline_after(shared.clock.now(), linger),
             (sync, false) => sync,
         };
-        let queue = &shared.queue;
+        let until = match (until, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let records = (!lingering).then(|| queue.records.register(Wake::current_thread()));
         let mask = if lingering { CONTROL } else { u64::MAX };
-        shared.sleep(until, || queue.signal.load(Ordering::SeqCst) & mask != 0);
+        shared.sleep(until, || {
+            queue.signal.load(Ordering::SeqCst) & mask != 0 || (!lingering && disk())
+        });
         if let Some(ticket) = records {
             queue.records.unregister(ticket, true);
         }
@@ -242,7 +284,7 @@ impl<W: Write> Worker<'_, W> {
             let span = end - start;
             if span.saturating_mul(2) >= co {
                 if !self.emit_coalesced()
-                    || !self.call(&buf.bytes[start..end], &ends[rec..k], start)
+                    || !self.call(&buf.bytes[start..end], &ends[rec..k], start, true)
                 {
                     return false;
                 }
@@ -265,7 +307,7 @@ impl<W: Write> Worker<'_, W> {
             return true;
         }
         let (mut buf, mut ends) = (mem::take(&mut self.co_buf), mem::take(&mut self.co_ends));
-        let ok = self.call(&buf, &ends, 0);
+        let ok = self.call(&buf, &ends, 0, true);
         if buf.capacity() <= SPARE_MAX_BYTES {
             buf.clear();
             ends.clear();
@@ -275,8 +317,10 @@ impl<W: Write> Worker<'_, W> {
     }
 
     /// One sink call with whole records; `ends` are their end offsets, less
-    /// `base`, in `data`. `false` once abandoned (nothing is written then).
-    fn call(&mut self, data: &[u8], ends: &[usize], base: usize) -> bool {
+    /// `base`, in `data`; `queued`: they hold queue credit (they were not
+    /// read back from the spill log). `false` once abandoned (nothing is
+    /// written then).
+    fn call(&mut self, data: &[u8], ends: &[usize], base: usize, queued: bool) -> bool {
         let shared = self.shared;
         let (records, bytes) = (ends.len() as u64, data.len() as u64);
         {
@@ -318,12 +362,78 @@ impl<W: Write> Worker<'_, W> {
                 None => {}
             }
         }
-        shared.queue.give_back(records as usize, data.len());
+        if queued {
+            shared.queue.give_back(records as usize, data.len());
+        }
         self.unflushed = true;
         if let Some((origin, message, kind)) = fault {
             shared.record_error(origin, message, kind, records - done);
         }
         self.sync_if_due();
+        true
+    }
+
+    /// Reads up to one sink call's worth of records back from the spill log
+    /// (under the counts' lock, so a close that runs out of time counts
+    /// them unwritten, or finds them still on disk). Returns how many.
+    fn read_spilled(&mut self) -> u64 {
+        let shared = self.shared;
+        let Some(spill) = shared.queue.spill.as_ref().filter(|s| s.engaged()) else {
+            return 0;
+        };
+        let mut counts = shared.counts.lock();
+        if counts.abandoned {
+            return 0;
+        }
+        let max = shared.settings.coalesce.max(1);
+        let read = spill.read(max, &mut self.unspilled);
+        counts.held += read;
+        counts.held_bytes += self.unspilled.bytes.len() as u64;
+        drop(counts);
+        if let Some(message) = self.unspilled.error.take() {
+            shared.record_error(ErrorOrigin::SpillLog, message.clone(), None, 0);
+            let what = format!("reading the spill log failed: {message}");
+            self.spill_error = Some((io::ErrorKind::Other, what));
+        }
+        read
+    }
+
+    /// Writes the `read` records [`read_spilled`](Self::read_spilled) read,
+    /// behind what the coalescing buffer holds. `false` once abandoned.
+    fn write_spilled(&mut self, read: u64) -> bool {
+        let Some(spill) = self.shared.queue.spill.as_ref() else {
+            return true;
+        };
+        if read == 0 {
+            return true;
+        }
+        let records = mem::take(&mut self.unspilled);
+        let ok = self.emit_coalesced() && self.call(&records.bytes, &records.ends, 0, false);
+        self.unspilled = records;
+        spill.done(read);
+        ok
+    }
+
+    /// Reads and writes every record stored in the spill log before this
+    /// call (a flush's or close's), with the shards that fill meanwhile
+    /// taken in between to keep the order. `false` once abandoned.
+    fn drain_spilled(&mut self) -> bool {
+        let Some(spill) = self.shared.queue.spill.as_ref() else {
+            return true;
+        };
+        let target = spill.stored();
+        while spill.taken() < target {
+            let before = spill.taken();
+            let read = self.read_spilled();
+            if spill.taken() == before {
+                break; // an I/O error, reported to the requests
+            }
+            let queue = &self.shared.queue;
+            let bits = queue.signal.fetch_and(CONTROL, Ordering::SeqCst) & !CONTROL;
+            if self.take_and_write(bits).is_none() || !self.write_spilled(read) {
+                return false;
+            }
+        }
         true
     }
 

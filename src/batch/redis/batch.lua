@@ -1,4 +1,4 @@
-#!lua name=sheaf_batch_v1
+#!lua name=sheaf_batch_v2
 -- sheaf::batch::redis server side. Every call declares the nine keys of one
 -- shard (all under one hash tag): groups, items, due, leases, batches, seq,
 -- out, done, dead. Time comes from TIME only (milliseconds).
@@ -10,6 +10,23 @@ end
 
 local function fmt(x) return string.format('%d', x) end
 
+-- Lua interns every string it builds, so each `..` of a record costs an
+-- allocation and a hash: records are built with one string.format instead
+-- (this halved the cost of an add).
+
+-- The item fields "epoch:1" .. "epoch:n" of a batch, from `from`, at most
+-- 1,000 (Lua's unpack limit is far above; a reply stays small).
+local function item_fields(e, from, n)
+  local fields = {}
+  for i = from, math.min(n, from + 999) do fields[#fields + 1] = e .. ':' .. fmt(i) end
+  return fields
+end
+
+-- Deletes the items of batch `e` (n of them) with one HDEL per 1,000.
+local function delete_items(K, e, n)
+  for from = 1, n, 1000 do redis.call('HDEL', K[2], unpack(item_fields(e, from, n))) end
+end
+
 -- Open group: "epoch:count:first:last:grace:max_delay:max_items" (ms; 0 = unset).
 local function get_group(K, g)
   local m = redis.call('HGET', K[1], g)
@@ -20,8 +37,8 @@ local function get_group(K, g)
 end
 
 local function put_group(K, g, m)
-  redis.call('HSET', K[1], g, fmt(m.e) .. ':' .. fmt(m.c) .. ':' .. fmt(m.f) .. ':' .. fmt(m.l)
-    .. ':' .. fmt(m.gr) .. ':' .. fmt(m.md) .. ':' .. fmt(m.mi))
+  redis.call('HSET', K[1], g,
+    string.format('%d:%d:%d:%d:%d:%d:%d', m.e, m.c, m.f, m.l, m.gr, m.md, m.mi))
 end
 
 -- The group's deadline and its trigger, or nil (only size or a flush seals it).
@@ -42,8 +59,8 @@ local function get_batch(K, e)
 end
 
 local function put_batch(K, e, b)
-  redis.call('HSET', K[5], e, fmt(b.c) .. ':' .. fmt(b.f) .. ':' .. fmt(b.d) .. ':' .. fmt(b.s)
-    .. ':' .. b.r .. ':' .. fmt(b.a) .. ':' .. b.g)
+  redis.call('HSET', K[5], e,
+    string.format('%d:%d:%d:%d:%s:%d:%s', b.c, b.f, b.d, b.s, b.r, b.a, b.g))
 end
 
 -- Closes the group's epoch: its items stay where they are ("epoch:n" in
@@ -62,39 +79,50 @@ local function dead_letter(K, e, why)
   redis.call('RPUSH', K[9], e)
 end
 
--- ARGV: group, grace, max_delay, max_items, item... -> {opened, sealed, due or -1, now}
+-- ARGV: (group, grace, max_delay, max_items, n, item x n)... for any number of
+-- groups of this shard -> {now, (opened, sealed, due or -1) per group}. One call
+-- per shard and round trip: the call's fixed cost (nine keys, TIME) is paid once.
 local function add(K, ARGV)
   local now = now_ms()
-  local g = ARGV[1]
-  local gr, md, mi = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-  local m = get_group(K, g)
-  local opened, sealed = 0, 0
-  for i = 5, #ARGV do
-    if not m then
-      m = {e = redis.call('INCR', K[6]), c = 0, f = now, l = now, gr = gr, md = md, mi = mi}
-      opened = opened + 1
+  local out = {now}
+  local i = 1
+  while i <= #ARGV do
+    local g = ARGV[i]
+    local gr, md, mi = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+    local n = tonumber(ARGV[i + 4])
+    local m = get_group(K, g)
+    local opened, sealed = 0, 0
+    for j = i + 5, i + 4 + n do
+      if not m then
+        m = {e = redis.call('INCR', K[6]), c = 0, f = now, l = now, gr = gr, md = md, mi = mi}
+        opened = opened + 1
+      end
+      m.c = m.c + 1
+      m.l = now
+      redis.call('HSET', K[2], string.format('%d:%d', m.e, m.c), ARGV[j])
+      if m.mi > 0 and m.c >= m.mi then
+        seal(K, g, m, now, 'max_items', now)
+        sealed = sealed + 1
+        m = nil
+      end
     end
-    m.c = m.c + 1
-    m.l = now
-    redis.call('HSET', K[2], fmt(m.e) .. ':' .. fmt(m.c), ARGV[i])
-    if m.mi > 0 and m.c >= m.mi then
-      seal(K, g, m, now, 'max_items', now)
-      sealed = sealed + 1
-      m = nil
+    local due = -1
+    if m then
+      put_group(K, g, m)
+      local d = deadline(m)
+      if d then
+        redis.call('ZADD', K[3], d, g)
+        due = d
+      else
+        redis.call('ZADD', K[3], '+inf', g)
+      end
     end
+    out[#out + 1] = opened
+    out[#out + 1] = sealed
+    out[#out + 1] = due
+    i = i + 5 + n
   end
-  local due = -1
-  if m then
-    put_group(K, g, m)
-    local d = deadline(m)
-    if d then
-      redis.call('ZADD', K[3], d, g)
-      due = d
-    else
-      redis.call('ZADD', K[3], '+inf', g)
-    end
-  end
-  return {opened, sealed, due, now}
+  return out
 end
 
 -- ARGV: limit (0: seal only), lease_ms, max_attempts, seal_limit. Seals the due groups
@@ -130,8 +158,9 @@ local function tick(K, ARGV)
       put_batch(K, e, b)
       redis.call('ZADD', K[4], now + lease, e)
       local entry = {e, b.g, b.c, b.f, b.d, b.s, b.r, b.a}
-      for i = 1, b.c do
-        entry[#entry + 1] = redis.call('HGET', K[2], e .. ':' .. fmt(i)) or ''
+      for from = 1, b.c, 1000 do
+        local items = redis.call('HMGET', K[2], unpack(item_fields(e, from, b.c)))
+        for _, item in ipairs(items) do entry[#entry + 1] = item or '' end
       end
       out[#out + 1] = entry
     end
@@ -167,7 +196,7 @@ local function commit(K, ARGV)
       'items', fmt(b.c), 'reason', b.r, 'opened_ms', fmt(b.f), 'due_ms', fmt(b.d),
       'sealed_ms', fmt(b.s), 'committed_ms', fmt(now), 'attempts', fmt(b.a), 'output', ARGV[5])
   end
-  for i = 1, b.c do redis.call('HDEL', K[2], e .. ':' .. fmt(i)) end
+  delete_items(K, e, b.c)
   redis.call('HDEL', K[5], e)
   redis.call('ZREM', K[4], e)
   redis.call('ZADD', K[8], now, e)
@@ -213,7 +242,7 @@ local function purge(K, ARGV)
   local e = ARGV[1]
   local b = get_batch(K, e)
   if not b or redis.call('LREM', K[9], 0, e) == 0 then return 0 end
-  for i = 1, b.c do redis.call('HDEL', K[2], e .. ':' .. fmt(i)) end
+  delete_items(K, e, b.c)
   redis.call('HDEL', K[5], e, e .. ':error')
   return 1
 end

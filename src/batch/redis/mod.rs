@@ -723,12 +723,12 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
     }
 
     fn run_on(&self, con: &mut Connection, cmds: &[Cmd]) -> Result<Vec<Value>, redis::RedisError> {
-        let mut pipe = redis::pipe();
+        let mut packed = Vec::new();
         for cmd in cmds {
-            pipe.add_command(cmd.clone());
+            cmd.write_packed_command(&mut packed);
         }
         self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
-        let mut replies = con.req_packed_commands(&pipe.get_packed_pipeline(), 0, cmds.len())?;
+        let mut replies = con.req_packed_commands(&packed, 0, cmds.len())?;
         let missing: Vec<usize> = (0..replies.len())
             .filter(|&i| is_missing_function(&replies[i]))
             .collect();
@@ -801,42 +801,57 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
             calls[i].1.push(encoded);
             count += 1;
         }
-        let cmds: Vec<Cmd> = calls
+        // One call per shard, its groups in order of first appearance.
+        let mut shards: Vec<(u32, Vec<usize>)> = Vec::new();
+        for (i, (group, _)) in calls.iter().enumerate() {
+            let shard = self.shard_of(group);
+            match shards.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, members)) => members.push(i),
+                None => shards.push((shard, vec![i])),
+            }
+        }
+        let cmds: Vec<Cmd> = shards
             .iter()
-            .map(|(group, encoded)| {
-                let limits = self.limits_for(group);
-                let mut cmd = self.fcall("sheaf_batch_add", self.shard_of(group));
-                cmd.arg(*group)
-                    .arg(limits.grace)
-                    .arg(limits.max_delay)
-                    .arg(limits.max_items);
-                for item in encoded {
-                    cmd.arg(item.as_slice());
+            .map(|(shard, members)| {
+                let mut cmd = self.fcall("sheaf_batch_add", *shard);
+                for &i in members {
+                    let (group, encoded) = &calls[i];
+                    let limits = self.limits_for(group);
+                    cmd.arg(*group)
+                        .arg(limits.grace)
+                        .arg(limits.max_delay)
+                        .arg(limits.max_items)
+                        .arg(encoded.len());
+                    for item in encoded {
+                        cmd.arg(item.as_slice());
+                    }
                 }
                 cmd
             })
             .collect();
         let replies = self.run(&cmds)?;
         self.counters.added.fetch_add(count, Ordering::Relaxed);
-        let mut added = Vec::with_capacity(replies.len());
+        let mut added = vec![Added::Joined; calls.len()];
         let mut earliest: Option<u64> = None;
-        for reply in replies {
+        for ((_, members), reply) in shards.iter().zip(replies) {
             let r = array(reply);
-            let (opened, sealed, due, now) = (int(&r[0]), int(&r[1]), int(&r[2]), int(&r[3]));
-            self.counters
-                .opened
-                .fetch_add(opened as u64, Ordering::Relaxed);
-            if sealed > 0 {
-                earliest = Some(0);
-                added.push(Added::Sealed);
-            } else if opened > 0 {
-                added.push(Added::Opened);
-            } else {
-                added.push(Added::Joined);
-            }
-            if due >= 0 {
-                let wait = (due - now).max(0) as u64;
-                earliest = Some(earliest.map_or(wait, |e| e.min(wait)));
+            let now = int(&r[0]);
+            for (k, &i) in members.iter().enumerate() {
+                let (opened, sealed, due) =
+                    (int(&r[1 + 3 * k]), int(&r[2 + 3 * k]), int(&r[3 + 3 * k]));
+                self.counters
+                    .opened
+                    .fetch_add(opened as u64, Ordering::Relaxed);
+                if sealed > 0 {
+                    earliest = Some(0);
+                    added[i] = Added::Sealed;
+                } else if opened > 0 {
+                    added[i] = Added::Opened;
+                }
+                if due >= 0 {
+                    let wait = (due - now).max(0) as u64;
+                    earliest = Some(earliest.map_or(wait, |e| e.min(wait)));
+                }
             }
         }
         if let Some(wait) = earliest {
