@@ -7,8 +7,8 @@
 //!
 //! - `limit/direct-allow`: one limiter shared by every thread, with a quota
 //!   so large that every check passes (every check writes the state).
-//!   `sheaf` (`RateLimiter`, `MonotonicClock`), `sheaf-quanta` (the same on a
-//!   TSC clock adapter defined below, the clock governor uses by default),
+//!   `sheaf` (`RateLimiter` on its default `QuantaClock`, the time-stamp
+//!   counter), `sheaf-std` (the same on `MonotonicClock`, std's `Instant`),
 //!   `governor` (its default `QuantaClock`), `governor-std` (its `Instant`
 //!   clock), `sheaf-cached` (`CachedRateLimiter`, per-core caches refilled
 //!   64 cells at a time; chunk 1 in the deny group, where the burst is 1),
@@ -20,15 +20,16 @@
 //!   per key, burst 1,000) checked on keys drawn uniformly or from
 //!   Zipf(s = 1.0) over 10,000 or 1,000,000 `u64` keys (a precomputed
 //!   sequence of 2^20 draws; each thread starts at its own offset).
-//!   `sheaf` (`KeyedLimiter`), `sheaf-quanta`, `governor` (keyed on dashmap,
-//!   default clock).
+//!   `sheaf` (`KeyedLimiter`, default clock), `sheaf-std` (`MonotonicClock`),
+//!   `governor` (keyed on dashmap, default clock).
 //! - `limit/concurrency`: capacity 4, each iteration acquires one permit
 //!   and releases it. `sheaf` (`ConcurrencyLimiter::acquire`) against tokio's
 //!   `Semaphore::acquire` driven by a minimal thread-parking `block_on`
 //!   (blocking use) and `tokio-try` (`try_acquire` in a spin-yield loop).
 //!
 //! - `limit/clock`: one clock read (`Instant::now`, `quanta`, and the
-//!   quanta adapter's read turned into nanoseconds since an origin).
+//!   `Clock::nanos` a sheaf limiter reads per check, on `QuantaClock` and
+//!   on `MonotonicClock`).
 //!
 //! Before the groups, `limit/memory` prints (it does not time) the bytes the
 //! keyed stores hold, counted by the global allocator below (live bytes =
@@ -54,7 +55,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
-use sheaf::clock::{Clock, ManualClock, MonotonicClock};
+use sheaf::clock::{Clock, ManualClock, MonotonicClock, QuantaClock};
 use sheaf::limit::{CachedRateLimiter, ConcurrencyLimiter, KeyedLimiter, Quota, RateLimiter};
 
 mod common;
@@ -68,40 +69,6 @@ use alloc::live;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
-
-// ---- a TSC clock for sheaf, like governor's default ----
-
-/// `sheaf::clock::Clock` over `quanta` (what governor reads by default).
-#[derive(Debug)]
-struct QuantaClock {
-    clock: quanta::Clock,
-    base: quanta::Instant,
-    base_std: Instant,
-}
-
-impl QuantaClock {
-    fn new() -> Self {
-        let clock = quanta::Clock::new();
-        Self {
-            base: clock.now(),
-            base_std: Instant::now(),
-            clock,
-        }
-    }
-}
-
-impl Clock for QuantaClock {
-    #[inline]
-    fn now(&self) -> Instant {
-        self.base_std + self.clock.now().duration_since(self.base)
-    }
-    fn wall(&self) -> std::time::SystemTime {
-        std::time::SystemTime::now()
-    }
-    fn park_until(&self, deadline: Option<Instant>) {
-        MonotonicClock.park_until(deadline)
-    }
-}
 
 // ---- direct limiters ----
 
@@ -247,8 +214,8 @@ fn direct_allow(c: &mut Criterion) {
     direct_one(&mut group, "sheaf", &|| {
         Box::new(RateLimiter::new(sheaf_quota()))
     });
-    direct_one(&mut group, "sheaf-quanta", &|| {
-        Box::new(RateLimiter::with_clock(sheaf_quota(), QuantaClock::new()))
+    direct_one(&mut group, "sheaf-std", &|| {
+        Box::new(RateLimiter::with_clock(sheaf_quota(), MonotonicClock))
     });
     direct_one(&mut group, "sheaf-cached", &|| {
         Box::new(CachedRateLimiter::new(sheaf_quota(), 64).unwrap())
@@ -299,10 +266,10 @@ fn direct_deny(c: &mut Criterion) {
     direct_one(&mut group, "sheaf", &|| {
         boxed(Box::new(RateLimiter::new(Quota::per_second(1).unwrap())))
     });
-    direct_one(&mut group, "sheaf-quanta", &|| {
+    direct_one(&mut group, "sheaf-std", &|| {
         boxed(Box::new(RateLimiter::with_clock(
             Quota::per_second(1).unwrap(),
-            QuantaClock::new(),
+            MonotonicClock,
         )))
     });
     direct_one(&mut group, "sheaf-cached", &|| {
@@ -401,10 +368,10 @@ fn keyed(c: &mut Criterion) {
             keyed_one(&mut group, "sheaf", &draws, &|| {
                 Box::new(KeyedLimiter::<u64>::builder(quota()).build().unwrap())
             });
-            keyed_one(&mut group, "sheaf-quanta", &draws, &|| {
+            keyed_one(&mut group, "sheaf-std", &draws, &|| {
                 Box::new(
                     KeyedLimiter::<u64>::builder(quota())
-                        .clock(QuantaClock::new())
+                        .clock(MonotonicClock)
                         .build()
                         .unwrap(),
                 )
@@ -506,10 +473,12 @@ fn clocks(c: &mut Criterion) {
     group.bench_function("std-instant", |b| b.iter(|| black_box(Instant::now())));
     let q = quanta::Clock::new();
     group.bench_function("quanta", |b| b.iter(|| black_box(q.now())));
-    let adapter = QuantaClock::new();
-    let origin = adapter.now();
-    group.bench_function("quanta-as-std-instant-ns", |b| {
-        b.iter(|| black_box(adapter.now().saturating_duration_since(origin).as_nanos()))
+    let sheaf = QuantaClock::new();
+    group.bench_function("sheaf-quanta-nanos", |b| {
+        b.iter(|| black_box(sheaf.nanos()))
+    });
+    group.bench_function("sheaf-std-nanos", |b| {
+        b.iter(|| black_box(MonotonicClock.nanos()))
     });
     group.finish();
 }

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use sheaf::channel::{self, RecvTimeoutError, SendError, TryRecvError, TrySendError};
-use sheaf::clock::{deadline_after, Clock, ManualClock, MonotonicClock};
+use sheaf::clock::{deadline_after, Clock, ManualClock, MonotonicClock, QuantaClock};
 use sheaf::merge::Sum;
 use sheaf::ring::Ring;
 use sheaf::{AddError, Aggregator, ConfigError, OnFull, Overflow, ShardedTable, Upsert};
@@ -22,6 +22,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<Aggregator<String, u64>>();
     send_sync::<ManualClock>();
     send_sync::<MonotonicClock>();
+    send_sync::<QuantaClock>();
     send_sync::<ConfigError>();
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use crossbeam_utils::CachePadded;
 
 use super::{NotUntil, Quota, RateLimiter};
-use crate::clock::{Clock, MonotonicClock};
+use crate::clock::{Clock, QuantaClock};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::ConfigError;
 
@@ -41,7 +41,7 @@ use crate::ConfigError;
 /// assert_eq!(passed, 1_000); // one thread: its cache drains the burst exactly
 /// # Ok::<(), sheaf::ConfigError>(())
 /// ```
-pub struct CachedRateLimiter<C: Clock = MonotonicClock> {
+pub struct CachedRateLimiter<C: Clock = QuantaClock> {
     shared: RateLimiter<C>,
     /// Cells cached per slot; a thread uses slot `thread_slot() & mask`.
     slots: Box<[CachePadded<AtomicU64>]>,
@@ -49,13 +49,13 @@ pub struct CachedRateLimiter<C: Clock = MonotonicClock> {
     chunk: u64,
 }
 
-impl CachedRateLimiter<MonotonicClock> {
+impl CachedRateLimiter<QuantaClock> {
     /// A cached limiter on the monotonic clock.
     ///
     /// # Errors
     /// [`ConfigError`] (setting `"chunk"`) if `chunk` is 0 or over the burst.
     pub fn new(quota: Quota, chunk: u64) -> Result<Self, ConfigError> {
-        Self::with_clock(quota, chunk, MonotonicClock)
+        Self::with_clock(quota, chunk, QuantaClock::new())
     }
 }
 

@@ -3,13 +3,13 @@
 
 use std::fmt;
 use std::hash::Hash;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
 use super::gcra::decide;
-use super::{nanos_since, CheckError, NotUntil, Quota};
-use crate::clock::{Clock, MonotonicClock};
+use super::{CheckError, NotUntil, Quota};
+use crate::clock::{Clock, Origin, QuantaClock};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::table::raw::RawTable;
 use crate::table::{Shard, ShardedTable};
@@ -129,7 +129,7 @@ struct Counters {
 /// assert_eq!(limiter.len(), 1); // only bob
 /// # Ok::<(), sheaf::ConfigError>(())
 /// ```
-pub struct KeyedLimiter<K, C: Clock = MonotonicClock> {
+pub struct KeyedLimiter<K, C: Clock = QuantaClock> {
     table: ShardedTable<K, KeyState>,
     default: Quota,
     quota_for: Option<QuotaFn<K>>,
@@ -146,7 +146,7 @@ pub struct KeyedLimiter<K, C: Clock = MonotonicClock> {
     peaks: Box<[AtomicUsize]>,
     counters: CachePadded<Counters>,
     clock: C,
-    origin: Instant,
+    origin: Origin,
 }
 
 /// Builds a [`KeyedLimiter`].
@@ -172,9 +172,9 @@ impl<K, C: fmt::Debug> fmt::Debug for KeyedLimiterBuilder<K, C> {
     }
 }
 
-impl<K> KeyedLimiter<K, MonotonicClock> {
+impl<K> KeyedLimiter<K, QuantaClock> {
     /// A builder with `default` as every key's quota.
-    pub fn builder(default: Quota) -> KeyedLimiterBuilder<K, MonotonicClock> {
+    pub fn builder(default: Quota) -> KeyedLimiterBuilder<K, QuantaClock> {
         KeyedLimiterBuilder {
             default,
             quota_for: None,
@@ -182,7 +182,7 @@ impl<K> KeyedLimiter<K, MonotonicClock> {
             when_full: WhenFull::default(),
             idle_sweep: Duration::from_secs(1),
             shards: crate::table::default_shards().max(256),
-            clock: MonotonicClock,
+            clock: QuantaClock::new(),
         }
     }
 }
@@ -257,7 +257,7 @@ impl<K, C: Clock> KeyedLimiterBuilder<K, C> {
         let shards = table.shards() as u64;
         let period = u64::try_from(self.idle_sweep.as_nanos()).unwrap_or(u64::MAX);
         let step = (period / shards).max(1);
-        let origin = self.clock.now();
+        let origin = Origin::now(&self.clock);
         Ok(KeyedLimiter {
             peaks: (0..table.shards()).map(|_| AtomicUsize::new(0)).collect(),
             table,
@@ -284,7 +284,7 @@ where
 {
     #[inline]
     fn now_ns(&self) -> u64 {
-        nanos_since(self.origin, self.clock.now())
+        self.origin.elapsed(&self.clock)
     }
 
     /// Takes one cell for `key`.
@@ -324,7 +324,7 @@ where
 
     fn error(&self, denied: Denied, n: u64) -> CheckError {
         match denied {
-            Denied::Wait(at) => CheckError::Wait(NotUntil::at(self.origin, at)),
+            Denied::Wait(at) => CheckError::Wait(NotUntil::at(self.origin.instant(), at)),
             Denied::Exceeds(burst) => CheckError::ExceedsBurst {
                 requested: n,
                 burst,

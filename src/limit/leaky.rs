@@ -1,12 +1,12 @@
 //! [`LeakyBucket`]: callers leave at a fixed spacing, in arrival order.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use super::{instant_at, nanos_since, NotUntil};
-use crate::clock::{Clock, MonotonicClock};
+use super::NotUntil;
+use crate::clock::{Clock, Origin, QuantaClock};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::ConfigError;
 
@@ -60,13 +60,13 @@ impl std::error::Error for LeakyError {}
 /// assert!(bucket.try_acquire().is_ok());
 /// # Ok::<(), sheaf::ConfigError>(())
 /// ```
-pub struct LeakyBucket<C: Clock = MonotonicClock> {
+pub struct LeakyBucket<C: Clock = QuantaClock> {
     /// The next free slot, in ns after `origin`.
     next: CachePadded<AtomicU64>,
     interval: u64,
     max_waiting: u64,
     clock: C,
-    origin: Instant,
+    origin: Origin,
 }
 
 /// Builds a [`LeakyBucket`].
@@ -77,13 +77,13 @@ pub struct LeakyBucketBuilder<C> {
     clock: C,
 }
 
-impl LeakyBucket<MonotonicClock> {
+impl LeakyBucket<QuantaClock> {
     /// A builder: set [`interval`](LeakyBucketBuilder::interval) (required).
-    pub fn builder() -> LeakyBucketBuilder<MonotonicClock> {
+    pub fn builder() -> LeakyBucketBuilder<QuantaClock> {
         LeakyBucketBuilder {
             interval: None,
             max_waiting: 1024,
-            clock: MonotonicClock,
+            clock: QuantaClock::new(),
         }
     }
 }
@@ -133,7 +133,7 @@ impl<C: Clock> LeakyBucketBuilder<C> {
                 "the spacing must be between 1 ns and about 146 years (and a rate at least 1 cell)",
             ));
         }
-        let origin = self.clock.now();
+        let origin = Origin::now(&self.clock);
         Ok(LeakyBucket {
             next: CachePadded::new(AtomicU64::new(0)),
             interval,
@@ -147,7 +147,7 @@ impl<C: Clock> LeakyBucketBuilder<C> {
 impl<C: Clock> LeakyBucket<C> {
     #[inline]
     fn now_ns(&self) -> u64 {
-        nanos_since(self.origin, self.clock.now())
+        self.origin.elapsed(&self.clock)
     }
 
     /// Callers holding a slot later than now (waiting, or about to).
@@ -205,7 +205,10 @@ impl<C: Clock> LeakyBucket<C> {
             let slot = next.max(now);
             if slot > now {
                 if within.is_some_and(|w| slot - now > w) {
-                    return Err(LeakyError::TimedOut(NotUntil::at(self.origin, slot)));
+                    return Err(LeakyError::TimedOut(NotUntil::at(
+                        self.origin.instant(),
+                        slot,
+                    )));
                 }
                 if waiting_before(next, now, self.interval) >= self.max_waiting {
                     return Err(LeakyError::Full);
@@ -225,7 +228,7 @@ impl<C: Clock> LeakyBucket<C> {
     }
 
     fn wait_for(&self, slot: u64) {
-        let at = instant_at(self.origin, slot);
+        let at = self.origin.instant_at(slot);
         while self.clock.now() < at {
             self.clock.park_until(Some(at));
         }

@@ -2,9 +2,14 @@
 //! that spaces callers evenly, a [`ConcurrencyLimiter`] with RAII
 //! [`Permit`]s, and a [`KeyedLimiter`] whose memory tracks the keys in use.
 //!
-//! Every limiter reads time through a [`Clock`](crate::clock::Clock)
-//! ([`MonotonicClock`](crate::clock::MonotonicClock) by default), so tests
-//! drive a [`ManualClock`](crate::clock::ManualClock) and get exact answers.
+//! Every limiter reads time through a [`Clock`](crate::clock::Clock), so
+//! tests drive a [`ManualClock`](crate::clock::ManualClock) and get exact
+//! answers. The limiters that read the clock on every check (rate, keyed,
+//! leaky) default to [`QuantaClock`](crate::clock::QuantaClock), the CPU's
+//! time-stamp counter, as governor does: a `clock_gettime` would be over
+//! half of a check's cost (DESIGN.md, "The limiters"). The concurrency
+//! limiter reads a clock only for timeouts and keeps
+//! [`MonotonicClock`](crate::clock::MonotonicClock).
 //!
 //! ```
 //! use std::time::Duration;
@@ -227,7 +232,7 @@ impl NotUntil {
     /// The earliest instant, on the limiter's clock, at which the same
     /// request would pass (if nothing else takes cells meanwhile).
     pub fn earliest(&self) -> Instant {
-        instant_at(self.origin, self.earliest_ns)
+        self.origin + Duration::from_nanos(self.earliest_ns)
     }
 
     /// How long after `now` that is (zero if already past).
@@ -297,19 +302,3 @@ impl fmt::Display for CheckError {
 }
 
 impl std::error::Error for CheckError {}
-
-/// Nanoseconds of `t` after `origin` (0 before it, saturating after ~584 years).
-#[inline]
-pub(crate) fn nanos_since(origin: Instant, t: Instant) -> u64 {
-    let d = t.saturating_duration_since(origin);
-    // Cheaper than `as_nanos()` (no u128) and saturating.
-    d.as_secs()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::from(d.subsec_nanos()))
-}
-
-/// The instant `ns` nanoseconds after `origin`.
-#[inline]
-pub(crate) fn instant_at(origin: Instant, ns: u64) -> Instant {
-    origin + Duration::from_nanos(ns)
-}

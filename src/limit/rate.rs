@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use super::gcra::{decide, refund};
-use super::{instant_at, nanos_since, CheckError, NotUntil, Quota};
-use crate::clock::{Clock, MonotonicClock};
+use super::{CheckError, NotUntil, Quota};
+use crate::clock::{Clock, Origin, QuantaClock};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::Mutex;
 use crate::ConfigError;
@@ -34,7 +34,7 @@ use crate::ConfigError;
 /// assert!(limiter.check_n(2).is_ok());
 /// # Ok::<(), sheaf::ConfigError>(())
 /// ```
-pub struct RateLimiter<C: Clock = MonotonicClock> {
+pub struct RateLimiter<C: Clock = QuantaClock> {
     /// Theoretical arrival time, in ns after `origin`. Alone on its line:
     /// the only word checks write.
     tat: CachePadded<AtomicU64>,
@@ -45,20 +45,20 @@ pub struct RateLimiter<C: Clock = MonotonicClock> {
     /// Serializes the setters (and remembers the quota they agreed on).
     quota: Mutex<Quota>,
     clock: C,
-    origin: Instant,
+    origin: Origin,
 }
 
-impl RateLimiter<MonotonicClock> {
-    /// A limiter on the system's monotonic clock, starting full.
+impl RateLimiter<QuantaClock> {
+    /// A limiter on the time-stamp counter ([`QuantaClock`]), starting full.
     pub fn new(quota: Quota) -> Self {
-        Self::with_clock(quota, MonotonicClock)
+        Self::with_clock(quota, QuantaClock::new())
     }
 }
 
 impl<C: Clock> RateLimiter<C> {
     /// A limiter on `clock`, starting full (a whole burst may pass at once).
     pub fn with_clock(quota: Quota, clock: C) -> Self {
-        let origin = clock.now();
+        let origin = Origin::now(&clock);
         Self {
             tat: CachePadded::new(AtomicU64::new(0)),
             interval: AtomicU64::new(quota.interval_ns()),
@@ -81,7 +81,7 @@ impl<C: Clock> RateLimiter<C> {
 
     #[inline]
     fn now_ns(&self) -> u64 {
-        nanos_since(self.origin, self.clock.now())
+        self.origin.elapsed(&self.clock)
     }
 
     /// Takes one cell if it is there now.
@@ -93,7 +93,7 @@ impl<C: Clock> RateLimiter<C> {
         let interval = self.interval.load(Ordering::Relaxed);
         let capacity = self.capacity.load(Ordering::Relaxed);
         self.take(interval, capacity)
-            .map_err(|earliest| NotUntil::at(self.origin, earliest))
+            .map_err(|earliest| NotUntil::at(self.origin.instant(), earliest))
     }
 
     /// Takes `n` cells at once if they are all there now (`n == 0` always passes).
@@ -105,7 +105,7 @@ impl<C: Clock> RateLimiter<C> {
     pub fn check_n(&self, n: u64) -> Result<(), CheckError> {
         let (increment, capacity) = self.increment(n)?;
         self.take(increment, capacity)
-            .map_err(|earliest| CheckError::Wait(NotUntil::at(self.origin, earliest)))
+            .map_err(|earliest| CheckError::Wait(NotUntil::at(self.origin.instant(), earliest)))
     }
 
     /// `(n·T, burst·T)`, or the error for `n > burst`.
@@ -156,7 +156,7 @@ impl<C: Clock> RateLimiter<C> {
             let room = capacity.saturating_sub(base - now) / interval;
             if room == 0 {
                 let earliest = (base + interval).saturating_sub(capacity);
-                return Err(NotUntil::at(self.origin, earliest));
+                return Err(NotUntil::at(self.origin.instant(), earliest));
             }
             let taken = room.min(max);
             match self.tat.compare_exchange_weak(
@@ -315,7 +315,7 @@ impl<C: Clock> fmt::Debug for RateLimiter<C> {
 /// [`ready_at`](Self::ready_at). Dropping it keeps the cells taken;
 /// [`cancel`](Self::cancel) gives back what it still holds.
 #[must_use = "a reservation is ready at `ready_at`; cancel it if it is not used"]
-pub struct Reservation<'a, C: Clock = MonotonicClock> {
+pub struct Reservation<'a, C: Clock = QuantaClock> {
     limiter: &'a RateLimiter<C>,
     increment: u64,
     reserved_tat: u64,
@@ -325,7 +325,7 @@ pub struct Reservation<'a, C: Clock = MonotonicClock> {
 impl<C: Clock> Reservation<'_, C> {
     /// When the reserved cells may be used.
     pub fn ready_at(&self) -> Instant {
-        instant_at(self.limiter.origin, self.ready_ns)
+        self.limiter.origin.instant_at(self.ready_ns)
     }
 
     /// `true` once [`ready_at`](Self::ready_at) has passed.

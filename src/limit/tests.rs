@@ -429,8 +429,10 @@ fn threads_never_admit_more_than_the_formula() {
 fn threads_on_the_real_clock_stay_under_the_bound() {
     // Read before the limiter exists: its time line starts later.
     let start = std::time::Instant::now();
-    let limiter = Arc::new(RateLimiter::new(
+    // std's clock, so the limiter's time line and `start` are one line.
+    let limiter = Arc::new(RateLimiter::with_clock(
         Quota::per_second(1_000).unwrap().with_burst(10).unwrap(),
+        crate::clock::MonotonicClock,
     ));
     let admitted = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..4)
