@@ -42,7 +42,7 @@ use super::{
     GroupConfigFn, GroupInfo, SpillCodecs, Trigger, TriggerCounts, WeigherFn, DROP_DEADLINE,
 };
 use crate::channel::{self, Receiver, SendTimeoutError, Sender, SpillSendError};
-use crate::clock::SharedClock;
+use crate::clock::{Origin, SharedClock};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Mutex};
 use crate::timer::{tick_instant, Alarm, Tick, TimerKey, Wheel};
@@ -209,7 +209,7 @@ pub(super) struct Inner<K, T, O, S> {
     shard_mask: u64,
     partitions: Box<[Partition<K, O>]>,
     clock: SharedClock,
-    origin: Instant,
+    origin: Origin,
     on_full: Overflow,
     receiver: Receiver<Batch<K, O>>,
     output: Mutex<Option<Sender<Batch<K, O>>>>,
@@ -265,7 +265,7 @@ where
             .capacity(parts.output_capacity)
             .overflow(Overflow::DropOldest)
             .build()?;
-        let origin = parts.clock.now();
+        let origin = Origin::now(&*parts.clock);
         Ok(Self {
             hasher: parts.hasher,
             defaults: Limits::from_settings(&parts.settings),
@@ -312,7 +312,7 @@ where
 
     #[inline]
     fn now_ns(&self) -> u64 {
-        nanos(self.clock.now().saturating_duration_since(self.origin))
+        self.origin.elapsed(&*self.clock)
     }
 
     /// The key's hash, never zero (the wheel stores it as a `NonZeroU64`).
@@ -561,7 +561,7 @@ where
             bytes: group.bytes,
             age: Duration::from_nanos(now_ns.saturating_sub(group.opened_ns)),
             next_deadline: due
-                .and_then(|(ns, _)| self.origin.checked_add(Duration::from_nanos(ns))),
+                .and_then(|(ns, _)| self.origin.instant().checked_add(Duration::from_nanos(ns))),
             trigger: due.map(|(_, t)| t),
         }
     }
@@ -703,8 +703,9 @@ where
                     id,
                     opened_at: self
                         .origin
+                        .instant()
                         .checked_add(Duration::from_nanos(opened_ns))
-                        .unwrap_or(self.origin),
+                        .unwrap_or(self.origin.instant()),
                     reason,
                     late: Duration::from_nanos(late_ns),
                 }))
@@ -918,7 +919,7 @@ where
             partition.alarm.end_pass(pass);
             let wake = partition.alarm.arm(next);
             self.clock
-                .park_until(wake.and_then(|tick| tick_instant(self.origin, tick)));
+                .park_until(wake.and_then(|tick| tick_instant(self.origin.instant(), tick)));
         }
     }
 

@@ -671,7 +671,9 @@ where
         self
     }
 
-    /// The time source (default [`MonotonicClock`](crate::clock::MonotonicClock)).
+    /// The time source (default [`QuantaClock`](crate::clock::QuantaClock),
+    /// the time-stamp counter: every `add` reads it). The instants the
+    /// batcher hands out (`Batch::opened_at`) are on this clock.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(std::sync::Arc::new(clock));
         self
@@ -839,7 +841,9 @@ where
             partitions: self.flush_threads,
             max_groups: self.max_groups,
             shards,
-            clock: self.clock.unwrap_or_else(crate::clock::monotonic),
+            clock: self
+                .clock
+                .unwrap_or_else(|| std::sync::Arc::new(crate::clock::QuantaClock::new())),
         })?;
         let inner = Arc::new(inner);
         if self.drivers {
