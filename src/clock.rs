@@ -60,6 +60,20 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// Parks for what is left until `deadline` on `clock` (a real clock: the
+/// OS times the park), or until unparked.
+fn park_until_on<C: Clock>(clock: &C, deadline: Option<Instant>) {
+    match deadline {
+        None => thread::park(),
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(clock.now());
+            if !left.is_zero() {
+                thread::park_timeout(left);
+            }
+        }
+    }
+}
+
 /// The instant the default [`Clock::nanos`] counts from.
 fn anchor() -> Instant {
     static ANCHOR: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -128,15 +142,7 @@ impl Clock for MonotonicClock {
     }
 
     fn park_until(&self, deadline: Option<Instant>) {
-        match deadline {
-            None => thread::park(),
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if !left.is_zero() {
-                    thread::park_timeout(left);
-                }
-            }
-        }
+        park_until_on(self, deadline);
     }
 }
 
@@ -198,15 +204,7 @@ impl Clock for QuantaClock {
     }
 
     fn park_until(&self, deadline: Option<Instant>) {
-        match deadline {
-            None => thread::park(),
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(self.now());
-                if !left.is_zero() {
-                    thread::park_timeout(left);
-                }
-            }
-        }
+        park_until_on(self, deadline);
     }
 
     #[inline]
