@@ -149,7 +149,8 @@ impl Clock for MonotonicClock {
 /// The CPU's time-stamp counter through [`quanta`](https://docs.rs/quanta):
 /// the same monotonic time as [`MonotonicClock`] at about half the cost of
 /// a read (no `clock_gettime`), the clock governor reads by default. The
-/// limiters' default.
+/// default of the rate, keyed and leaky limiters and of the group batcher,
+/// which read the clock on every call.
 ///
 /// Calibrated against the OS clock once per process (on the first
 /// `QuantaClock::new`); where no usable counter exists, quanta reads the OS
@@ -174,8 +175,10 @@ pub struct QuantaClock {
 }
 
 impl QuantaClock {
-    /// A clock reading the time-stamp counter (calibrating it if this is
-    /// the process's first).
+    /// A clock reading the time-stamp counter. The first call in a
+    /// process calibrates the counter against the OS clock (quanta spins
+    /// for 0.5 ms up to 200 ms, until the estimate is stable); later calls
+    /// reuse that calibration.
     pub fn new() -> Self {
         let counter = quanta::Clock::new();
         let start_raw = counter.raw();
