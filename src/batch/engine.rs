@@ -42,7 +42,7 @@ use super::{
     GroupConfigFn, GroupInfo, SpillCodecs, Trigger, TriggerCounts, WeigherFn, DROP_DEADLINE,
 };
 use crate::channel::{self, Receiver, SendTimeoutError, Sender, SpillSendError};
-use crate::clock::{Origin, SharedClock};
+use crate::clock::{saturating_nanos, Origin, SharedClock};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Mutex};
 use crate::timer::{tick_instant, Alarm, Tick, TimerKey, Wheel};
@@ -70,15 +70,11 @@ struct Limits {
     max_bytes: usize,
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(NONE)
-}
-
 impl Limits {
     fn from_settings(s: &Settings) -> Self {
         Self {
-            grace_ns: s.grace.map_or(NONE, nanos),
-            delay_ns: s.max_delay.map_or(NONE, nanos),
+            grace_ns: s.grace.map_or(NONE, saturating_nanos),
+            delay_ns: s.max_delay.map_or(NONE, saturating_nanos),
             max_items: s.max_items.unwrap_or(usize::MAX),
             max_bytes: s.max_bytes.unwrap_or(usize::MAX),
         }
@@ -86,10 +82,10 @@ impl Limits {
 
     fn with(mut self, over: &GroupConfig) -> Self {
         if let Some(d) = over.grace {
-            self.grace_ns = nanos(d).max(NS_PER_TICK);
+            self.grace_ns = saturating_nanos(d).max(NS_PER_TICK);
         }
         if let Some(d) = over.max_delay {
-            self.delay_ns = nanos(d).max(NS_PER_TICK);
+            self.delay_ns = saturating_nanos(d).max(NS_PER_TICK);
         }
         if let Some(n) = over.max_items {
             self.max_items = n.max(1);

@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Batch, BatchId, Trigger};
-use crate::clock::SharedClock;
+use crate::clock::{saturating_nanos, SharedClock};
 use crate::codec::{Codec, CodecError};
 
 /// The first byte of every record: bump it when the layout changes.
@@ -45,13 +45,10 @@ impl<K, O> BatchCodec<K, O> {
     }
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// Nanoseconds since the Unix epoch (0 before it).
 fn wall_nanos(wall: SystemTime) -> u64 {
-    wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0, nanos)
+    wall.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, saturating_nanos)
 }
 
 /// Appends a u32 length placeholder, lets `encode` append the bytes, then
@@ -111,13 +108,13 @@ impl<'a> Reader<'a> {
 impl<K, O> Codec<Batch<K, O>> for BatchCodec<K, O> {
     fn encode(&self, batch: &Batch<K, O>, out: &mut Vec<u8>) -> Result<(), CodecError> {
         let age = self.clock.now().saturating_duration_since(batch.opened_at);
-        let opened_wall = wall_nanos(self.clock.wall()).saturating_sub(nanos(age));
+        let opened_wall = wall_nanos(self.clock.wall()).saturating_sub(saturating_nanos(age));
         out.push(VERSION);
         out.extend_from_slice(&(batch.items as u64).to_le_bytes());
         out.extend_from_slice(&batch.id.0.to_le_bytes());
         // At most 5: the cast keeps every value.
         out.push(batch.reason.index() as u8);
-        out.extend_from_slice(&nanos(batch.late).to_le_bytes());
+        out.extend_from_slice(&saturating_nanos(batch.late).to_le_bytes());
         out.extend_from_slice(&opened_wall.to_le_bytes());
         framed(out, |out| self.keys.encode(&batch.group, out))?;
         framed(out, |out| self.outputs.encode(&batch.output, out))

@@ -255,7 +255,7 @@ impl<K, C: Clock> KeyedLimiterBuilder<K, C> {
         }
         let table = ShardedTable::builder().shards(self.shards).build()?;
         let shards = table.shards() as u64;
-        let period = u64::try_from(self.idle_sweep.as_nanos()).unwrap_or(u64::MAX);
+        let period = crate::clock::saturating_nanos(self.idle_sweep);
         let step = (period / shards).max(1);
         let origin = Origin::now(&self.clock);
         Ok(KeyedLimiter {

@@ -126,7 +126,7 @@ impl<C: Clock> LeakyBucketBuilder<C> {
         let interval = self.interval.ok_or_else(|| {
             ConfigError::new("interval", "no spacing given; call interval() or rate()")
         })?;
-        let interval = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+        let interval = crate::clock::saturating_nanos(interval);
         if interval == 0 || interval > super::MAX_CAPACITY_NS {
             return Err(ConfigError::new(
                 "interval",

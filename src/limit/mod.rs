@@ -113,7 +113,7 @@ impl Quota {
                 "0 cells per period admits nothing; give at least 1",
             ));
         }
-        let period_ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+        let period_ns = crate::clock::saturating_nanos(period);
         let interval_ns = period_ns / cells;
         if interval_ns == 0 {
             return Err(ConfigError::new(
@@ -148,7 +148,7 @@ impl Quota {
     /// [`ConfigError`] (setting `"quota"`) if `interval` is under a nanosecond
     /// or over about 146 years.
     pub fn with_interval(interval: Duration) -> Result<Self, ConfigError> {
-        let interval_ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+        let interval_ns = crate::clock::saturating_nanos(interval);
         if interval_ns == 0 {
             return Err(ConfigError::new(
                 "quota",

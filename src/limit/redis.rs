@@ -307,7 +307,7 @@ impl RedisRateLimiter {
     /// # Errors
     /// As [`check_n`](Self::check_n).
     pub fn check_n_at(&self, key: &str, n: u64, now: Duration) -> Result<(), RedisCheckError> {
-        let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        let now_ns = crate::clock::saturating_nanos(now);
         self.call(key, n, Some(now_ns))
     }
 

@@ -1,9 +1,9 @@
 //! The worker threads: take a message, run the task (or hand it back
 //! under abort), account for it, repeat until a stop message.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::clock::Clock;
+use crate::clock::{saturating_nanos, Clock};
 
 use crate::clock::deadline_after;
 use crate::sync::atomic::Ordering;
@@ -99,7 +99,7 @@ fn end_busy(clock: &dyn Clock, counters: &WorkerCounters, busy_since: &mut Optio
         let busy = clock.now().saturating_duration_since(since);
         counters
             .busy_nanos
-            .fetch_add(nanos(busy), Ordering::Relaxed);
+            .fetch_add(saturating_nanos(busy), Ordering::Relaxed);
     }
 }
 
@@ -122,8 +122,4 @@ fn run_one(inner: &Inner, counters: &WorkerCounters, job: Box<dyn super::Job>) {
         }
     };
     job.run(&inner.abort, deadline, clock, &mut account);
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -13,6 +13,7 @@ use jiff::{Timestamp, Zoned};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::clock::saturating_nanos;
 use crate::ConfigError;
 
 pub use jiff::civil::Weekday;
@@ -379,16 +380,12 @@ impl BackoffState {
     }
 
     fn uniform(&mut self, low: Duration, high: Duration) -> Duration {
-        let (low, high) = (nanos(low), nanos(high));
+        let (low, high) = (saturating_nanos(low), saturating_nanos(high));
         if high <= low {
             return Duration::from_nanos(low);
         }
         Duration::from_nanos(self.rng.random_range(low..=high))
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// When runs may happen: days of the week and time-of-day ranges in a time
