@@ -14,7 +14,7 @@ use std::time::Instant;
 use crate::codec::Codec;
 use crate::error::ConfigError;
 use crate::overflow::Overflow;
-use crate::spill::{PopError, PushError, Pushed, RecoveryReport, SpillConfig, SpillLog};
+use crate::spill::{Lost, PushError, Pushed, RecoveryReport, SpillConfig, SpillLog};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::Mutex;
 
@@ -41,10 +41,7 @@ impl<T> SpillSide<T> {
         codec: impl Codec<T> + 'static,
     ) -> Result<Self, ConfigError> {
         let when_full = config.when_full().clone();
-        let dir = config.dir().display().to_string();
-        let log = SpillLog::open(config, codec).map_err(|e| {
-            ConfigError::new("overflow", format!("cannot open spill log in {dir}: {e}"))
-        })?;
+        let log = SpillLog::open_for_overflow(config, codec)?;
         Ok(SpillSide {
             recovery: log.recovery(),
             on_disk: AtomicU64::new(log.len()),
@@ -205,27 +202,16 @@ impl<T> Chan<T> {
             self.writers.notify_one();
             return Some(item);
         }
-        loop {
-            match log.pop() {
-                Ok(Some(item)) => {
-                    spill.on_disk.store(log.len(), Ordering::Relaxed);
-                    spill.unspilled.fetch_add(1, Ordering::Relaxed);
-                    drop(log);
-                    // Room on disk for a sender blocked at the bound.
-                    self.writers.notify_one();
-                    return Some(item);
-                }
-                Ok(None) => return None,
-                Err(PopError::Codec(_)) => {
-                    spill.lost.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(PopError::Corrupt { records_lost }) => {
-                    spill.lost.fetch_add(records_lost, Ordering::Relaxed);
-                }
-                // An I/O error: nothing consumed; report empty for now.
-                Err(_) => return None,
-            }
-            spill.on_disk.store(log.len(), Ordering::Relaxed);
-        }
+        let mut lost = Lost::default();
+        let popped = log.pop_readable(&mut lost);
+        spill.lost.fetch_add(lost.records, Ordering::Relaxed);
+        spill.on_disk.store(log.len(), Ordering::Relaxed);
+        // An I/O error consumed nothing: report empty for now.
+        let item = popped.ok().flatten()?;
+        spill.unspilled.fetch_add(1, Ordering::Relaxed);
+        drop(log);
+        // Room on disk for a sender blocked at the bound.
+        self.writers.notify_one();
+        Some(item)
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::codec::{Codec, CodecError};
+use crate::error::ConfigError;
 use crate::overflow::Overflow;
 
 use super::config::{Fsync, SpillConfig};
@@ -146,6 +147,14 @@ pub enum PopError {
     },
     /// An I/O error; nothing was consumed.
     Io(io::Error),
+}
+
+/// Records (and their payload bytes) a reader skipped because they could
+/// not be read back: see [`SpillLog::pop_readable`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lost {
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
 }
 
 impl fmt::Display for PopError {
@@ -519,6 +528,36 @@ impl<T> SpillLog<T> {
             }
         }
         Ok(Pushed::Stored)
+    }
+
+    /// [`open`](Self::open) for a component configured with
+    /// `Overflow::Spill`: a log that cannot be opened is a [`ConfigError`]
+    /// on its `overflow` setting that names the directory.
+    pub(crate) fn open_for_overflow(
+        config: SpillConfig,
+        codec: impl Codec<T> + 'static,
+    ) -> Result<SpillLog<T>, ConfigError> {
+        let dir = config.dir().display().to_string();
+        SpillLog::open(config, codec).map_err(|e| {
+            ConfigError::new("overflow", format!("cannot open spill log in {dir}: {e}"))
+        })
+    }
+
+    /// The oldest record that can be read back: undecodable and corrupt
+    /// records on the way are consumed and added to `lost`. `Err` only for
+    /// an I/O error, which consumes nothing.
+    pub(crate) fn pop_readable(&mut self, lost: &mut Lost) -> io::Result<Option<T>> {
+        loop {
+            let before = self.payload;
+            let records = match self.pop() {
+                Ok(item) => return Ok(item),
+                Err(PopError::Io(e)) => return Err(e),
+                Err(PopError::Codec(_)) => 1,
+                Err(PopError::Corrupt { records_lost }) => records_lost,
+            };
+            lost.records += records;
+            lost.bytes += before - self.payload;
+        }
     }
 
     /// Reads the oldest unread record: `Ok(None)` when the log is empty.

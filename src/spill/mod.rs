@@ -66,6 +66,7 @@ mod log;
 mod segment;
 
 pub use config::{Fsync, SpillConfig, SpillConfigBuilder};
+pub(crate) use log::Lost;
 pub use log::{PopError, PushError, Pushed, RecoveryReport, SpillLog, SpillStats};
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use super::queue::{bump, Queue};
 use crate::clock::deadline_after;
 use crate::error::ConfigError;
 use crate::overflow::Overflow;
-use crate::spill::{PopError, PushError, Pushed, RecoveryReport, SpillConfig, SpillLog};
+use crate::spill::{Lost, PushError, Pushed, RecoveryReport, SpillConfig, SpillLog};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::Mutex;
 use crate::wait::Waiters;
@@ -61,10 +61,7 @@ pub(super) struct Unspilled {
 impl SpillSide {
     pub(super) fn open(config: &SpillConfig) -> Result<Self, ConfigError> {
         let when_full = config.when_full().clone();
-        let dir = config.dir().display().to_string();
-        let log = SpillLog::open(config.clone(), crate::codec::Raw).map_err(|e| {
-            ConfigError::new("overflow", format!("cannot open spill log in {dir}: {e}"))
-        })?;
+        let log = SpillLog::open_for_overflow(config.clone(), crate::codec::Raw)?;
         let (records, bytes) = (log.len(), log.payload_bytes());
         Ok(Self {
             recovery: log.recovery(),
@@ -108,28 +105,18 @@ impl SpillSide {
         out.ends.clear();
         out.error = None;
         let mut log = self.log.lock();
-        let (mut read, mut lost, mut lost_bytes) = (0, 0, 0);
+        let (mut read, mut lost) = (0, Lost::default());
         while out.ends.is_empty() || out.bytes.len() < max_bytes {
-            let before = log.payload_bytes();
-            match log.pop() {
+            match log.pop_readable(&mut lost) {
                 Ok(Some(record)) => {
                     out.bytes.extend_from_slice(&record);
                     out.ends.push(out.bytes.len());
                     read += 1;
                 }
                 Ok(None) => break,
-                Err(PopError::Io(e)) => {
+                Err(e) => {
                     out.error = Some(e.to_string());
                     break;
-                }
-                Err(PopError::Corrupt { records_lost }) => {
-                    lost += records_lost;
-                    lost_bytes += before - log.payload_bytes();
-                }
-                Err(PopError::Codec(_)) => {
-                    // `Raw` decodes anything; counted all the same.
-                    lost += 1;
-                    lost_bytes += before - log.payload_bytes();
                 }
             }
         }
@@ -137,11 +124,11 @@ impl SpillSide {
         self.on_disk_bytes
             .store(log.payload_bytes(), Ordering::Relaxed);
         drop(log);
-        self.lost.fetch_add(lost, Ordering::Relaxed);
-        self.lost_bytes.fetch_add(lost_bytes, Ordering::Relaxed);
-        self.gate.fetch_sub(lost, Ordering::SeqCst);
-        self.taken.fetch_add(read + lost, Ordering::SeqCst);
-        if read + lost > 0 {
+        self.lost.fetch_add(lost.records, Ordering::Relaxed);
+        self.lost_bytes.fetch_add(lost.bytes, Ordering::Relaxed);
+        self.gate.fetch_sub(lost.records, Ordering::SeqCst);
+        self.taken.fetch_add(read + lost.records, Ordering::SeqCst);
+        if read + lost.records > 0 {
             self.room.notify_all();
         }
         read
