@@ -10,8 +10,8 @@
 //!   scheduled 30 minutes out and then cancelled; throughput is pairs/s.
 //! - fire lateness (printed, not a criterion group): 2,000 jobs due 10 to
 //!   210 ms from now, on top of the live jobs; each records how late it ran
-//!   (its run start minus its deadline; the wheel's 1 ms ticks round a
-//!   deadline up, so up to 1 ms of that is resolution). Printed as
+//!   (its run start minus its deadline; the wheel's 100 µs ticks round a
+//!   deadline up, so up to 0.1 ms of that is resolution). Printed as
 //!   `LATENCY schedule/lateness/<impl>/<live> p50=..us p99=..us max=..us`.
 //!
 //! Both run jobs on their own thread for the lateness pass (sheaf: on its

@@ -45,10 +45,9 @@ use crate::channel::{self, Receiver, SendTimeoutError, Sender, SpillSendError};
 use crate::clock::{saturating_nanos, Origin, SharedClock};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{thread, Mutex};
-use crate::timer::{tick_instant, Alarm, Tick, TimerKey, Wheel};
+use crate::timer::{tick_instant, Alarm, Tick, TimerKey, Wheel, TICK_NANOS};
 use crate::{ConfigError, Overflow};
 
-const NS_PER_TICK: u64 = 1_000_000;
 /// How long a blocked delivery waits before it re-checks for shutdown.
 const BLOCK_SLICE: Duration = Duration::from_millis(10);
 /// "No such limit."
@@ -82,10 +81,10 @@ impl Limits {
 
     fn with(mut self, over: &GroupConfig) -> Self {
         if let Some(d) = over.grace {
-            self.grace_ns = saturating_nanos(d).max(NS_PER_TICK);
+            self.grace_ns = saturating_nanos(d).max(TICK_NANOS);
         }
         if let Some(d) = over.max_delay {
-            self.delay_ns = saturating_nanos(d).max(NS_PER_TICK);
+            self.delay_ns = saturating_nanos(d).max(TICK_NANOS);
         }
         if let Some(n) = over.max_items {
             self.max_items = n.max(1);
@@ -423,7 +422,7 @@ where
                             wheel.cancel(timer);
                         }
                         sealed.push(self.seal(group, reason));
-                        (Added::Sealed, Some(now_ns / NS_PER_TICK + 1))
+                        (Added::Sealed, Some(now_ns / TICK_NANOS + 1))
                     }
                     None => {
                         if limits.grace_ns != NONE {
@@ -460,7 +459,7 @@ where
                 };
                 if let Some(reason) = group.full(&l) {
                     sealed.push(self.seal(group, reason));
-                    (Added::Sealed, Some(now_ns / NS_PER_TICK + 1))
+                    (Added::Sealed, Some(now_ns / TICK_NANOS + 1))
                 } else {
                     let wake = group.due(&l).map(|(due_ns, _)| {
                         let tick = ceil_tick(due_ns);
@@ -635,7 +634,7 @@ where
     /// whose deadline has passed. Returns the partition's next due tick.
     fn collect(&self, p: usize, work: &mut Vec<Sealed<K, T>>) -> Option<Tick> {
         let now_ns = self.now_ns();
-        let now = now_ns / NS_PER_TICK;
+        let now = now_ns / TICK_NANOS;
         let mut next: Option<Tick> = None;
         for index in (p..self.shards.len()).step_by(self.partitions.len()) {
             let mut guard = self.shards[index].lock();
@@ -1014,7 +1013,7 @@ impl<K, T, O, S> Inner<K, T, O, S> {
 /// The tick a nanosecond deadline falls in, rounded up (never early).
 #[inline]
 fn ceil_tick(ns: u64) -> Tick {
-    ns.div_ceil(NS_PER_TICK)
+    ns.div_ceil(TICK_NANOS)
 }
 
 /// Starts one driver thread per partition, pinned to its own physical core

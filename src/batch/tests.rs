@@ -150,22 +150,21 @@ fn max_delay_wins_over_a_steady_trickle() {
 fn max_delay_alone_fires_at_its_exact_tick() {
     let clock = ManualClock::new();
     let b = builder(&clock).max_delay(ms(7)).build().unwrap();
-    clock.set(Duration::from_micros(2_500)); // deadline 9.5 ms: tick 10
+    // Deadline 9.55 ms: in the 100 µs tick that ends at 9.6 ms.
+    clock.set(Duration::from_micros(2_550));
     b.add(1, 1).unwrap();
     at(&clock, &b, 9);
-    clock.set(Duration::from_micros(9_499));
+    clock.set(Duration::from_micros(9_549));
     b.settle();
     assert!(drain(&b).is_empty());
-    clock.set(Duration::from_micros(9_500));
+    clock.set(Duration::from_micros(9_550));
     b.settle();
-    assert!(
-        drain(&b).is_empty(),
-        "the wheel ticks in whole milliseconds"
-    );
-    at(&clock, &b, 10);
+    assert!(drain(&b).is_empty(), "the wheel ticks in 100 µs steps");
+    clock.set(Duration::from_micros(9_600));
+    b.settle();
     let out = drain(&b);
     assert_eq!(out[0].reason, Trigger::MaxDelay);
-    assert_eq!(b.stats().late_max, Duration::from_micros(500));
+    assert_eq!(b.stats().late_max, Duration::from_micros(50));
 }
 
 #[test]

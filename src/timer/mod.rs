@@ -1,10 +1,10 @@
 //! Deadlines for many live items: a hierarchical timer [`Wheel`] with
-//! millisecond ticks, and a [`Timer`] that drives one from a [`Clock`] on
+//! 100 µs ticks ([`RESOLUTION`]), and a [`Timer`] that drives one from a [`Clock`] on
 //! its own thread.
 //!
 //! - [`Wheel<T>`]: the engine, single-threaded. `insert`, `cancel` and
 //!   `reschedule` in O(1); `advance(now)` costs O(entries due + 6). Six
-//!   levels of 64 slots cover about 2.2 years at 1 ms; later deadlines wait
+//!   levels of 64 slots cover about 79 days of ticks; later deadlines wait
 //!   at the top. Components that already hold a lock (the
 //!   group batcher) keep a wheel per shard under it.
 //! - [`Timer<T>`]: a wheel behind a lock and a driver thread that calls
@@ -78,36 +78,39 @@ use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{thread, Arc, Mutex};
 use crate::ConfigError;
 
-/// A point in time as whole milliseconds since an origin instant.
+/// A point in time as whole ticks of [`RESOLUTION`] since an origin instant.
 pub type Tick = u64;
 
-/// The length of one [`Tick`].
-pub const RESOLUTION: Duration = Duration::from_millis(1);
+/// The length of one [`Tick`]: 100 µs. Rounding a deadline up to its tick
+/// is part of every entry's lateness, so the tick is well below the
+/// millisecond that schedulers promise; a finer one only adds wake-ups.
+pub const RESOLUTION: Duration = Duration::from_micros(100);
+
+/// [`RESOLUTION`] in nanoseconds, for components that keep time as `u64`
+/// nanoseconds.
+pub(crate) const TICK_NANOS: u64 = 100_000;
+
+const _: () = assert!(RESOLUTION.as_nanos() == TICK_NANOS as u128);
 
 /// The tick of a deadline, rounded up, so an entry due at it never fires
 /// before `deadline`. Deadlines before `origin` are tick 0.
 #[inline]
 pub fn deadline_tick(origin: Instant, deadline: Instant) -> Tick {
-    let since = deadline.saturating_duration_since(origin);
-    let ms = since.as_millis();
-    let ms = if since.subsec_nanos() % 1_000_000 == 0 {
-        ms
-    } else {
-        ms + 1
-    };
-    u64::try_from(ms).unwrap_or(u64::MAX)
+    let since = deadline.saturating_duration_since(origin).as_nanos();
+    u64::try_from(since.div_ceil(u128::from(TICK_NANOS))).unwrap_or(u64::MAX)
 }
 
 /// The tick `now` lies in, rounded down.
 #[inline]
 pub fn now_tick(origin: Instant, now: Instant) -> Tick {
-    u64::try_from(now.saturating_duration_since(origin).as_millis()).unwrap_or(u64::MAX)
+    let since = now.saturating_duration_since(origin).as_nanos();
+    u64::try_from(since / u128::from(TICK_NANOS)).unwrap_or(u64::MAX)
 }
 
 /// The instant a tick starts at; `None` when not representable.
 #[inline]
 pub fn tick_instant(origin: Instant, tick: Tick) -> Option<Instant> {
-    origin.checked_add(Duration::from_millis(tick))
+    origin.checked_add(Duration::from_nanos(tick.checked_mul(TICK_NANOS)?))
 }
 
 /// A deadline that can be moved later with one store; see

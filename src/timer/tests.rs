@@ -186,18 +186,19 @@ fn matches_a_sorted_map_model() {
 #[test]
 fn tick_rounding_never_fires_early() {
     let origin = Instant::now();
-    let at = origin + Duration::from_micros(10_500);
+    let at = origin + Duration::from_nanos(1_050_001);
     assert_eq!(deadline_tick(origin, at), 11);
     assert_eq!(now_tick(origin, at), 10);
     assert_eq!(
-        deadline_tick(origin, origin + Duration::from_millis(10)),
+        deadline_tick(origin, origin + Duration::from_millis(1)),
         10
     );
     assert_eq!(deadline_tick(origin, origin), 0);
     assert_eq!(
         tick_instant(origin, 3),
-        Some(origin + Duration::from_millis(3))
+        Some(origin + Duration::from_micros(300))
     );
+    assert_eq!(tick_instant(origin, u64::MAX), None);
 }
 
 fn manual_timer() -> (ManualClock, Timer<u32>, mpsc::Receiver<(u32, Duration)>) {

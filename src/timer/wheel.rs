@@ -1,4 +1,4 @@
-//! The engine: a hierarchical timer wheel over millisecond ticks,
+//! The engine: a hierarchical timer wheel over [`Tick`]s,
 //! single-threaded (callers put it behind a lock).
 
 use std::fmt;
@@ -10,7 +10,7 @@ use super::Tick;
 const SLOTS: usize = 64;
 const SLOT_BITS: u32 = 6;
 /// Levels: level `l` has slots of `64^l` ticks and spans `64^(l+1)` ticks,
-/// so six levels reach 64^6 ms, about 2.2 years; later deadlines wait in
+/// so six levels reach 64^6 ticks (about 79 days at 100 µs); later deadlines wait in
 /// the top level and are re-placed when they come within reach.
 const LEVELS: usize = 6;
 /// Ticks the wheel can place without clamping.
@@ -56,7 +56,8 @@ struct Entry<T> {
 
 /// A hierarchical timer wheel: `insert`, `cancel` and `reschedule` in O(1),
 /// `advance` in O(entries due + levels), with deadlines in [`Tick`]s
-/// (milliseconds since the caller's origin).
+/// (units of the caller's choosing since its origin; a [`Timer`](super::Timer)
+/// uses [`RESOLUTION`](super::RESOLUTION)).
 ///
 /// Six levels of 64 slots: an entry sits in the level whose slot width
 /// matches how far away its deadline is, and moves down a level when its
