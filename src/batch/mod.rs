@@ -34,7 +34,7 @@
 //! # Deadlines
 //!
 //! Every open group has one entry in a [timer wheel](crate::timer) of its
-//! shard (millisecond resolution). An add only stores the group's new grace
+//! shard (100 µs resolution). An add only stores the group's new grace
 //! deadline; when the entry's old deadline comes, the driver thread re-arms
 //! it at the group's current deadline if that moved, and seals the group
 //! otherwise. Driver threads sleep on the batcher's [`Clock`] until their
@@ -199,7 +199,7 @@ pub struct Failed<K, T> {
 /// Per-group overrides of the batcher's limits, chosen when a group opens
 /// (see [`group_config`](GroupBatcherBuilder::group_config)). `None` fields
 /// keep the batcher's setting; a zero duration or count is raised to the
-/// smallest meaningful value (1 ms, 1 item, 1 byte).
+/// smallest meaningful value (one 100 µs timer tick, 1 item, 1 byte).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GroupConfig {
@@ -737,13 +737,13 @@ where
         if self.grace == Some(Duration::ZERO) {
             return Err(ConfigError::new(
                 "grace",
-                "0 would seal every item alone; use 1 ms or more, or .max_items(1)",
+                "0 would seal every item alone; use a positive duration (100 µs, the timer's tick, at least), or .max_items(1)",
             ));
         }
         if self.max_delay == Some(Duration::ZERO) {
             return Err(ConfigError::new(
                 "max_delay",
-                "0 would seal every item alone; use 1 ms or more, or .max_items(1)",
+                "0 would seal every item alone; use a positive duration (100 µs, the timer's tick, at least), or .max_items(1)",
             ));
         }
         if let (Some(grace), Some(max_delay)) = (self.grace, self.max_delay) {

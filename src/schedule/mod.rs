@@ -34,7 +34,7 @@
 //! Every time is read from the [`Clock`] given to the builder: monotonic
 //! instants for `at`, `after`, `every` and retries, the clock's wall time
 //! for cron patterns and windows. Firing times are exact to the timer's
-//! 1 ms resolution (never early).
+//! 100 µs resolution (never early).
 //!
 //! # Daylight saving time (cron)
 //!

@@ -373,7 +373,7 @@ impl BackoffState {
                 self.uniform(backoff.initial, high)
             }
         };
-        // Whole milliseconds: the timer's resolution, and exact in tests.
+        // Whole milliseconds: exact in tests, and a multiple of the timer's tick.
         let delay = Duration::from_millis(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
         self.previous = Some(delay);
         delay
