@@ -322,3 +322,117 @@ fn bad_config_is_a_config_error() {
         .unwrap();
     assert!(matches!(limiter.check("k"), Err(RedisCheckError::Redis(_))));
 }
+
+/// A two-worker tokio runtime for the async checks.
+#[cfg(feature = "async")]
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[cfg(feature = "async")]
+#[test]
+fn async_checks_share_each_keys_state_with_blocking_ones() {
+    let server = RedisServer::start();
+    // One cell an hour, burst 3: nothing refills during the test.
+    let limiter = limiter(&server, quota(3_600_000_000_000, 3));
+    runtime().block_on(async {
+        limiter.check("k").unwrap();
+        limiter.check_async("k").await.unwrap();
+        limiter.check_n_async("k", 1).await.unwrap();
+        let refused = limiter.check_async("k").await.unwrap_err();
+        let retry = refused.retry_after().expect("a wait");
+        assert!(retry > Duration::ZERO && retry <= Duration::from_secs(3600));
+        assert!(matches!(refused.check_error(), Some(CheckError::Wait(_))));
+        assert!(matches!(limiter.check("k"), Err(RedisCheckError::Wait { .. })));
+        // Over the burst: refused here, no round trip.
+        assert!(matches!(
+            limiter.check_n_async("other", 4).await,
+            Err(RedisCheckError::ExceedsBurst {
+                requested: 4,
+                burst: 3
+            })
+        ));
+        // Another key is untouched, and `n = 3` takes it whole.
+        limiter.check_n_async("other", 3).await.unwrap();
+        assert!(limiter.check_async("other").await.is_err());
+    });
+}
+
+#[cfg(feature = "async")]
+#[test]
+fn async_tasks_on_one_key_admit_exactly_the_burst() {
+    let server = RedisServer::start();
+    let limiter = Arc::new(limiter(&server, quota(3_600_000_000_000, 5)));
+    let admitted = runtime().block_on(async {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let limiter = Arc::clone(&limiter);
+                tokio::spawn(async move {
+                    let mut admitted = 0u64;
+                    for _ in 0..50 {
+                        match limiter.check_async("shared").await {
+                            Ok(()) => admitted += 1,
+                            Err(RedisCheckError::Wait { .. }) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            admitted += task.await.unwrap();
+        }
+        admitted
+    });
+    // 400 checks within an hour of one cell an hour: exactly the burst.
+    assert_eq!(admitted, 5);
+}
+
+#[cfg(feature = "async")]
+#[test]
+fn async_checks_reload_the_function_and_survive_a_lost_server() {
+    let mut server = RedisServer::start();
+    let limiter = RedisRateLimiter::builder(Quota::per_second(100).unwrap())
+        .url(server.url())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        limiter.check_async("k").await.unwrap();
+        assert!(server.cli(&["FUNCTION", "LIST"]).contains("sheaf_limit_v1"));
+        server.cli(&["FUNCTION", "FLUSH"]);
+        limiter.check_async("k").await.unwrap();
+        assert!(server.cli(&["FUNCTION", "LIST"]).contains("sheaf_limit_v1"));
+    });
+    server.kill();
+    rt.block_on(async {
+        assert!(matches!(
+            limiter.check_async("k").await,
+            Err(RedisCheckError::Redis(_))
+        ));
+    });
+    server.restart();
+    rt.block_on(async {
+        // The shared connection died with the server: a check may see that
+        // once, then a new connection answers (and reloads the function).
+        let mut answered = false;
+        for _ in 0..3 {
+            match limiter.check_async("k").await {
+                Ok(()) => {
+                    answered = true;
+                    break;
+                }
+                Err(RedisCheckError::Redis(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(answered);
+    });
+}

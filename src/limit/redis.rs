@@ -212,6 +212,8 @@ impl RedisRateLimiterBuilder {
             timeout: self.timeout,
             max_idle: self.max_idle_connections,
             idle: Mutex::new(Vec::new()),
+            #[cfg(feature = "async")]
+            multiplexed: Mutex::new(None),
         })
     }
 }
@@ -248,6 +250,10 @@ pub struct RedisRateLimiter {
     timeout: Option<Duration>,
     max_idle: usize,
     idle: Mutex<Vec<Connection>>,
+    /// The one connection every async check shares (redis-rs multiplexes
+    /// requests over it); `None` until the first, and after it broke.
+    #[cfg(feature = "async")]
+    multiplexed: Mutex<Option<::redis::aio::MultiplexedConnection>>,
 }
 
 impl RedisRateLimiter {
@@ -328,7 +334,14 @@ impl RedisRateLimiter {
         self.with_connection(load)
     }
 
-    fn call(&self, key: &str, n: u64, now_ns: Option<u64>) -> Result<(), RedisCheckError> {
+    /// The `FCALL` for `n` cells of `key`, or the refusal that needs no
+    /// round trip.
+    fn request(
+        &self,
+        key: &str,
+        n: u64,
+        now_ns: Option<u64>,
+    ) -> Result<::redis::Cmd, RedisCheckError> {
         let interval = self.quota.interval_ns();
         let capacity = self.quota.capacity_ns();
         let increment = match n.checked_mul(interval) {
@@ -350,6 +363,11 @@ impl RedisRateLimiter {
         if let Some(now_ns) = now_ns {
             fcall.arg(now_ns);
         }
+        Ok(fcall)
+    }
+
+    fn call(&self, key: &str, n: u64, now_ns: Option<u64>) -> Result<(), RedisCheckError> {
+        let fcall = self.request(key, n, now_ns)?;
         let retry_ns: u64 = self.with_connection(|con| match fcall.query(con) {
             Err(e) if is_function_missing(&e) => {
                 load(con)?;
@@ -357,13 +375,7 @@ impl RedisRateLimiter {
             }
             reply => reply,
         })?;
-        if retry_ns == 0 {
-            return Ok(());
-        }
-        Err(RedisCheckError::Wait {
-            retry_after: Duration::from_nanos(retry_ns),
-            not_until: NotUntil::at(Instant::now(), retry_ns),
-        })
+        answer(retry_ns)
     }
 
     /// Runs `f` on a pooled connection (or a new one). A connection that
@@ -405,6 +417,79 @@ impl RedisRateLimiter {
     }
 }
 
+/// The same checks for async code, on one multiplexed connection (feature
+/// `async`, with redis-rs on tokio: call them from within a tokio runtime).
+/// A check still is one round trip; no thread waits for it.
+///
+/// ```no_run
+/// use sheaf::limit::Quota;
+/// use sheaf::limit::redis::RedisRateLimiter;
+///
+/// # async fn handle() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = RedisRateLimiter::builder(Quota::per_second(4)?)
+///     .url("redis://127.0.0.1:6379")
+///     .build()?;
+/// if limiter.check_async("api:alice").await.is_ok() {
+///     // go ahead
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "async")]
+impl RedisRateLimiter {
+    /// As [`check`](Self::check), awaiting the reply instead of blocking.
+    ///
+    /// # Errors
+    /// As [`check`](Self::check).
+    pub async fn check_async(&self, key: &str) -> Result<(), RedisCheckError> {
+        self.check_n_async(key, 1).await
+    }
+
+    /// As [`check_n`](Self::check_n), awaiting the reply instead of blocking.
+    ///
+    /// # Errors
+    /// As [`check_n`](Self::check_n).
+    pub async fn check_n_async(&self, key: &str, n: u64) -> Result<(), RedisCheckError> {
+        let fcall = self.request(key, n, None)?;
+        let mut con = self.multiplexed().await?;
+        let reply = match fcall.query_async(&mut con).await {
+            Err(e) if is_function_missing(&e) => {
+                match load_command().query_async::<String>(&mut con).await {
+                    Ok(_) => fcall.query_async(&mut con).await,
+                    Err(e) => Err(e),
+                }
+            }
+            reply => reply,
+        };
+        if let Err(e) = &reply {
+            if e.is_io_error() || e.is_unrecoverable_error() {
+                // The next check connects again.
+                *self.multiplexed.lock() = None;
+            }
+        }
+        answer(reply?)
+    }
+
+    async fn multiplexed(&self) -> RedisResult<::redis::aio::MultiplexedConnection> {
+        let shared = self.multiplexed.lock().clone();
+        if let Some(con) = shared {
+            return Ok(con);
+        }
+        let mut config = ::redis::AsyncConnectionConfig::new();
+        if let Some(timeout) = self.timeout {
+            config = config
+                .set_connection_timeout(timeout)
+                .set_response_timeout(timeout);
+        }
+        let con = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        // Two first checks may both connect: keep one connection.
+        Ok(self.multiplexed.lock().get_or_insert(con).clone())
+    }
+}
+
 impl fmt::Debug for RedisRateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRateLimiter")
@@ -416,13 +501,26 @@ impl fmt::Debug for RedisRateLimiter {
 }
 
 fn load(con: &mut Connection) -> RedisResult<()> {
-    let name: String = ::redis::cmd("FUNCTION")
-        .arg("LOAD")
-        .arg("REPLACE")
-        .arg(LIBRARY)
-        .query(con)?;
+    let name: String = load_command().query(con)?;
     debug_assert_eq!(name, LIBRARY_NAME);
     Ok(())
+}
+
+fn load_command() -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("FUNCTION");
+    cmd.arg("LOAD").arg("REPLACE").arg(LIBRARY);
+    cmd
+}
+
+/// The function's reply: 0 passes, otherwise nanoseconds to wait.
+fn answer(retry_ns: u64) -> Result<(), RedisCheckError> {
+    if retry_ns == 0 {
+        return Ok(());
+    }
+    Err(RedisCheckError::Wait {
+        retry_after: Duration::from_nanos(retry_ns),
+        not_until: NotUntil::at(Instant::now(), retry_ns),
+    })
 }
 
 /// `ERR Function not found`: the server lost (or never had) the library.
