@@ -727,3 +727,89 @@ fn bad_settings_are_config_errors() {
         assert_eq!(err.setting(), setting, "{err}");
     }
 }
+
+#[cfg(feature = "async")]
+#[test]
+fn async_adds_from_many_tasks_land_in_exactly_one_batch_each() {
+    let server = RedisServer::start();
+    let batcher = Arc::new(
+        builder(&server)
+            .max_items(5)
+            .manual_ticks()
+            .build()
+            .unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The server lost its functions: the first async add reloads them.
+    server.cli(&["FUNCTION", "FLUSH"]);
+    let (per_task, together) = rt.block_on(async {
+        let tasks: Vec<_> = (0..4)
+            .map(|t| {
+                let batcher = Arc::clone(&batcher);
+                tokio::spawn(async move {
+                    let group = format!("g{t}");
+                    let mut results = Vec::new();
+                    for i in 0..50 {
+                        let item = format!("t{t}-{i}");
+                        results.push(batcher.add_async(&group, &item).await.unwrap());
+                    }
+                    results
+                })
+            })
+            .collect();
+        let items: Vec<String> = (0..14).map(|i| format!("all-{i}")).collect();
+        let pairs: Vec<(&str, &String)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (if i % 2 == 0 { "even" } else { "odd" }, item))
+            .collect();
+        let together = batcher.add_all_async(pairs).await.unwrap();
+        let mut per_task = Vec::new();
+        for task in tasks {
+            per_task.push(task.await.unwrap());
+        }
+        (per_task, together)
+    });
+    // One task per group: its adds are in order, so every fifth seals.
+    let pattern = [
+        Added::Opened,
+        Added::Joined,
+        Added::Joined,
+        Added::Joined,
+        Added::Sealed,
+    ];
+    for results in &per_task {
+        assert_eq!(results.len(), 50);
+        for chunk in results.chunks(5) {
+            assert_eq!(chunk, pattern);
+        }
+    }
+    // Seven items each for "even" and "odd" in one round trip: the fifth
+    // sealed each group (a seal is what a group's answer reports), the
+    // last two opened a new one.
+    assert_eq!(together, [Added::Sealed, Added::Sealed]);
+    batcher.flush_all().unwrap();
+    batcher.tick().unwrap();
+    let mut added: BTreeSet<String> = (0..14).map(|i| format!("all-{i}")).collect();
+    for t in 0..4 {
+        added.extend((0..50).map(|i| format!("t{t}-{i}")));
+    }
+    // 4 × 10 full batches, then "even" and "odd": one full, one of two.
+    assert_eq!(account(&server, &batcher, &added), (44, 0));
+    for e in entries(&server, &batcher) {
+        if let Some(t) = e.get("output").strip_prefix('t') {
+            // A task's batch holds five consecutive items, in order.
+            let first: usize = t.split(['-', ',']).nth(1).unwrap().parse().unwrap();
+            let task = t.split('-').next().unwrap();
+            let expected: Vec<String> =
+                (first..first + 5).map(|i| format!("t{task}-{i}")).collect();
+            assert_eq!(e.get("output"), expected.join(","));
+        }
+    }
+    let stats = batcher.stats();
+    assert_eq!((stats.added, stats.duplicates), (214, 0));
+}

@@ -347,7 +347,10 @@ fn async_checks_share_each_keys_state_with_blocking_ones() {
         let retry = refused.retry_after().expect("a wait");
         assert!(retry > Duration::ZERO && retry <= Duration::from_secs(3600));
         assert!(matches!(refused.check_error(), Some(CheckError::Wait(_))));
-        assert!(matches!(limiter.check("k"), Err(RedisCheckError::Wait { .. })));
+        assert!(matches!(
+            limiter.check("k"),
+            Err(RedisCheckError::Wait { .. })
+        ));
         // Over the burst: refused here, no round trip.
         assert!(matches!(
             limiter.check_n_async("other", 4).await,

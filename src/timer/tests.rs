@@ -189,10 +189,7 @@ fn tick_rounding_never_fires_early() {
     let at = origin + Duration::from_nanos(1_050_001);
     assert_eq!(deadline_tick(origin, at), 11);
     assert_eq!(now_tick(origin, at), 10);
-    assert_eq!(
-        deadline_tick(origin, origin + Duration::from_millis(1)),
-        10
-    );
+    assert_eq!(deadline_tick(origin, origin + Duration::from_millis(1)), 10);
     assert_eq!(deadline_tick(origin, origin), 0);
     assert_eq!(
         tick_instant(origin, 3),

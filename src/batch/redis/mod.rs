@@ -513,6 +513,8 @@ impl<T: Send + 'static, O: Send + 'static> RedisBatcherBuilder<T, O> {
         let shared = Arc::new(Shared {
             client,
             pool: Mutex::new(vec![con]),
+            #[cfg(feature = "async")]
+            multiplexed: Mutex::new(None),
             keys,
             limits: Limits {
                 grace: self.grace.map_or(0, millis),
@@ -573,12 +575,13 @@ fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
 }
 
 fn load_library(con: &mut Connection) -> redis::RedisResult<()> {
-    redis::cmd("FUNCTION")
-        .arg("LOAD")
-        .arg("REPLACE")
-        .arg(LIBRARY)
-        .query::<Value>(con)
-        .map(|_| ())
+    load_command().query::<Value>(con).map(|_| ())
+}
+
+fn load_command() -> Cmd {
+    let mut cmd = redis::cmd("FUNCTION");
+    cmd.arg("LOAD").arg("REPLACE").arg(LIBRARY);
+    cmd
 }
 
 #[derive(Clone, Copy)]
@@ -591,6 +594,10 @@ struct Limits {
 struct Shared<T, O> {
     client: redis::Client,
     pool: Mutex<Vec<Connection>>,
+    /// The connection async adds share (redis-rs multiplexes them over it);
+    /// `None` until the first, and after it broke.
+    #[cfg(feature = "async")]
+    multiplexed: Mutex<Option<redis::aio::MultiplexedConnection>>,
     keys: Vec<Vec<String>>,
     limits: Limits,
     group_config: Option<Box<GroupConfigFn>>,
@@ -622,6 +629,17 @@ struct Shared<T, O> {
     handles: AtomicUsize,
 }
 
+/// Adds ready to send: one call per shard.
+struct Adds {
+    /// Distinct groups, in order of first appearance.
+    groups: usize,
+    /// Per call, the indices of its groups.
+    shards: Vec<Vec<usize>>,
+    cmds: Vec<Cmd>,
+    /// Items.
+    count: u64,
+}
+
 /// One claimed batch as the tick function returned it.
 struct Claimed {
     shard: u32,
@@ -638,6 +656,31 @@ struct Claimed {
 enum Outcome {
     Commit(Vec<u8>),
     Fail(String),
+}
+
+/// The replies that found the library missing (those calls had no effect).
+fn missing_functions(replies: &[Value]) -> Vec<usize> {
+    (0..replies.len())
+        .filter(|&i| is_missing_function(&replies[i]))
+        .collect()
+}
+
+/// The replies, or the first server error among them.
+fn first_error(replies: Vec<Value>) -> Result<Vec<Value>, redis::RedisError> {
+    for reply in &replies {
+        if let Value::ServerError(e) = reply {
+            return Err(e.clone().into());
+        }
+    }
+    Ok(replies)
+}
+
+fn pipeline<'a>(cmds: impl IntoIterator<Item = &'a Cmd>) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for cmd in cmds {
+        pipe.add_command(cmd.clone());
+    }
+    pipe
 }
 
 fn is_missing_function(e: &Value) -> bool {
@@ -729,28 +772,62 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
         }
         self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
         let mut replies = con.req_packed_commands(&packed, 0, cmds.len())?;
-        let missing: Vec<usize> = (0..replies.len())
-            .filter(|&i| is_missing_function(&replies[i]))
-            .collect();
+        let missing = missing_functions(&replies);
         if !missing.is_empty() {
             load_library(con)?;
-            let again: Vec<Cmd> = missing.iter().map(|&i| cmds[i].clone()).collect();
-            let mut pipe = redis::pipe();
-            for cmd in &again {
-                pipe.add_command(cmd.clone());
-            }
+            let again = pipeline(missing.iter().map(|&i| &cmds[i]));
             self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
-            let retried = con.req_packed_commands(&pipe.get_packed_pipeline(), 0, again.len())?;
+            let retried =
+                con.req_packed_commands(&again.get_packed_pipeline(), 0, missing.len())?;
             for (i, reply) in missing.into_iter().zip(retried) {
                 replies[i] = reply;
             }
         }
-        for reply in &replies {
-            if let Value::ServerError(e) = reply {
-                return Err(e.clone().into());
+        first_error(replies)
+    }
+
+    /// [`run`](Self::run) for async callers, on the shared multiplexed
+    /// connection.
+    #[cfg(feature = "async")]
+    async fn run_async(&self, cmds: &[Cmd]) -> Result<Vec<Value>, redis::RedisError> {
+        use redis::aio::ConnectionLike as _;
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shared = lock(&self.multiplexed).clone();
+        let mut con = match shared {
+            Some(con) => con,
+            None => {
+                let con = self.client.get_multiplexed_async_connection().await?;
+                // Two first adds may both connect: keep one connection.
+                lock(&self.multiplexed).get_or_insert(con).clone()
+            }
+        };
+        let result = async {
+            self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
+            let mut replies = con
+                .req_packed_commands(&pipeline(cmds), 0, cmds.len())
+                .await?;
+            let missing = missing_functions(&replies);
+            if !missing.is_empty() {
+                load_command().query_async::<Value>(&mut con).await?;
+                let again = pipeline(missing.iter().map(|&i| &cmds[i]));
+                self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
+                let retried = con.req_packed_commands(&again, 0, missing.len()).await?;
+                for (i, reply) in missing.into_iter().zip(retried) {
+                    replies[i] = reply;
+                }
+            }
+            first_error(replies)
+        }
+        .await;
+        if let Err(e) = &result {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                // The next add connects again.
+                *lock(&self.multiplexed) = None;
             }
         }
-        Ok(replies)
+        result
     }
 
     fn limits_for(&self, group: &str) -> Limits {
@@ -781,6 +858,20 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
         &self,
         items: impl IntoIterator<Item = (&'a str, &'a T)>,
     ) -> Result<Vec<Added>, RedisBatchError>
+    where
+        T: 'a,
+    {
+        let adds = self.prepare_adds(items)?;
+        let replies = self.run(&adds.cmds)?;
+        Ok(self.finish_adds(&adds, replies))
+    }
+
+    /// Encodes the items and builds one call per shard, its groups in order
+    /// of first appearance, each group's items in order. Nothing is sent.
+    fn prepare_adds<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a str, &'a T)>,
+    ) -> Result<Adds, RedisBatchError>
     where
         T: 'a,
     {
@@ -829,11 +920,21 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
                 cmd
             })
             .collect();
-        let replies = self.run(&cmds)?;
-        self.counters.added.fetch_add(count, Ordering::Relaxed);
-        let mut added = vec![Added::Joined; calls.len()];
+        Ok(Adds {
+            groups: calls.len(),
+            shards: shards.into_iter().map(|(_, members)| members).collect(),
+            cmds,
+            count,
+        })
+    }
+
+    /// Counts the stored items, wakes the driver for the earliest new
+    /// deadline, and says what happened to each group.
+    fn finish_adds(&self, adds: &Adds, replies: Vec<Value>) -> Vec<Added> {
+        self.counters.added.fetch_add(adds.count, Ordering::Relaxed);
+        let mut added = vec![Added::Joined; adds.groups];
         let mut earliest: Option<u64> = None;
-        for ((_, members), reply) in shards.iter().zip(replies) {
+        for (members, reply) in adds.shards.iter().zip(replies) {
             let r = array(reply);
             let now = int(&r[0]);
             for (k, &i) in members.iter().enumerate() {
@@ -857,7 +958,7 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
         if let Some(wait) = earliest {
             self.wake_at(wait);
         }
-        Ok(added)
+        added
     }
 
     fn local_ms(&self) -> u64 {
@@ -1232,6 +1333,47 @@ impl<T: Send + 'static, O: Send + 'static> RedisBatcher<T, O> {
         T: 'a,
     {
         self.shared.add_many(items)
+    }
+
+    /// As [`add`](Self::add), awaiting the server instead of blocking a
+    /// thread (feature `async`; redis-rs on tokio: await it within a tokio
+    /// runtime). The item is encoded before the first await, so the future
+    /// borrows neither `group` nor `item`.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add).
+    #[cfg(feature = "async")]
+    pub fn add_async(
+        &self,
+        group: &str,
+        item: &T,
+    ) -> impl std::future::Future<Output = Result<Added, RedisBatchError>> + Send + '_ {
+        let adds = self.shared.prepare_adds([(group, item)]);
+        async move { Ok(self.finish_async(adds?).await?[0]) }
+    }
+
+    /// As [`add_all`](Self::add_all), awaiting the server instead of
+    /// blocking a thread (one round trip; feature `async`, as
+    /// [`add_async`](Self::add_async)).
+    ///
+    /// # Errors
+    /// As [`add_all`](Self::add_all).
+    #[cfg(feature = "async")]
+    pub fn add_all_async<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a str, &'a T)>,
+    ) -> impl std::future::Future<Output = Result<Vec<Added>, RedisBatchError>> + Send + '_
+    where
+        T: 'a,
+    {
+        let adds = self.shared.prepare_adds(items);
+        async move { self.finish_async(adds?).await }
+    }
+
+    #[cfg(feature = "async")]
+    async fn finish_async(&self, adds: Adds) -> Result<Vec<Added>, RedisBatchError> {
+        let replies = self.shared.run_async(&adds.cmds).await?;
+        Ok(self.shared.finish_adds(&adds, replies))
     }
 
     /// Seals `group`'s open group now (trigger [`Manual`](Trigger::Manual));
