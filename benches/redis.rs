@@ -2,7 +2,9 @@
 //! redis-server: items/s into shared groups from 1, 2 and 8 clients, round
 //! trips per item, and seal lateness / seal-to-commit latency at 10k live
 //! groups. Run: `cargo bench --features redis --bench redis`.
-//! `SHEAF_REDIS_BENCH_ITEMS` sets the items per client (default 20,000).
+//! `SHEAF_REDIS_BENCH_ITEMS` sets the items per client (default 20,000),
+//! `SHEAF_CLAIM_LIMIT` the latency run's claim limit (default 32, the
+//! builder's), and `SHEAF_LATENCY_ONLY=1` skips the throughput rows.
 
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
@@ -111,6 +113,60 @@ fn sheaf_run(clients: usize, pipelined: bool, per_client: usize) -> (f64, f64) {
                     }
                 }
             });
+        }
+    });
+    let elapsed = start.elapsed();
+    let round_trips: u64 = batchers.iter().map(|b| b.stats().round_trips).sum();
+    for b in &batchers {
+        b.shutdown(Duration::from_secs(10));
+    }
+    let total = (clients * per_client) as f64;
+    (total / elapsed.as_secs_f64(), round_trips as f64 / total)
+}
+
+/// (items/s, round trips per item) for sheaf's `add_async`: per client one
+/// batcher, its items split over `TASKS` tokio tasks that each await one
+/// add at a time; redis-rs multiplexes the client's concurrent adds over
+/// one connection.
+fn sheaf_async_run(clients: usize, per_client: usize) -> (f64, f64) {
+    const TASKS: usize = 16;
+    let server = RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let batchers: Vec<_> = (0..clients)
+        .map(|_| {
+            std::sync::Arc::new(
+                RedisBatcher::<String, String>::builder(server.url())
+                    .codecs(Utf8, Utf8)
+                    .aggregate(|_, items: &mut Vec<String>| Ok::<_, String>(items.join(",")))
+                    .grace(Duration::from_millis(50))
+                    .max_items(100)
+                    .idle_poll(Duration::from_millis(20))
+                    .build()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for (c, batcher) in batchers.iter().enumerate() {
+            for t in 0..TASKS {
+                let batcher = std::sync::Arc::clone(batcher);
+                tasks.push(tokio::spawn(async move {
+                    for i in (t..per_client).step_by(TASKS) {
+                        let group = format!("g{}", (i * 7 + c) % GROUPS);
+                        let item = format!("c{c}-{i}");
+                        batcher.add_async(&group, &item).await.unwrap();
+                    }
+                }));
+            }
+        }
+        for task in tasks {
+            task.await.unwrap();
         }
     });
     let elapsed = start.elapsed();
@@ -231,6 +287,12 @@ fn latency_run(live: usize) {
         .codecs(Utf8, Utf8)
         .aggregate(|_, items: &mut Vec<String>| Ok::<_, String>(items.join(",")))
         .grace(Duration::from_secs(1))
+        .claim_limit(
+            std::env::var("SHEAF_CLAIM_LIMIT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(32),
+        )
         .build()
         .unwrap();
     let items: Vec<(String, String)> = (0..live)
@@ -340,21 +402,29 @@ fn main() {
     // then only check that it runs on a small load.
     let quick = !std::env::args().any(|a| a == "--bench");
     let per_client = if quick { 500 } else { items_per_client() };
-    for clients in [1usize, 2, 8] {
+    let clients_list: &[usize] = if std::env::var("SHEAF_LATENCY_ONLY").is_ok() {
+        &[]
+    } else {
+        &[1, 2, 8]
+    };
+    for &clients in clients_list {
         let (s_pipe, s_pipe_rt) = sheaf_run(clients, true, per_client);
         let (s_one, s_one_rt) = sheaf_run(clients, false, per_client);
+        let (s_async, s_async_rt) = sheaf_async_run(clients, per_client);
         let (a_one, a_one_rt) = asynq_run(clients, false, per_client);
         let (a_pipe, a_pipe_rt) = asynq_run(clients, true, per_client);
         println!(
             "redis_batch/add clients={clients} groups={GROUPS} items/client={per_client}\n  \
              sheaf add_all(pipeline {PIPELINE}): {s_pipe:>10.0} items/s  {s_pipe_rt:.3} round trips/item\n  \
              sheaf add (one per call):          {s_one:>10.0} items/s  {s_one_rt:.3} round trips/item\n  \
+             sheaf add_async (16 tasks/client): {s_async:>10.0} items/s  {s_async_rt:.3} round trips/item\n  \
              asynq (one per enqueue, as asynq): {a_one:>10.0} items/s  {a_one_rt:.3} round trips/item\n  \
              asynq (pipelined {PIPELINE}):            {a_pipe:>10.0} items/s  {a_pipe_rt:.3} round trips/item\n  \
-             ratio sheaf add_all / asynq as asynq: {:.2}x; / asynq pipelined: {:.2}x; sheaf add / asynq as asynq: {:.2}x",
+             ratio sheaf add_all / asynq as asynq: {:.2}x; / asynq pipelined: {:.2}x; sheaf add / asynq as asynq: {:.2}x; sheaf add_async / asynq as asynq: {:.2}x",
             s_pipe / a_one,
             s_pipe / a_pipe,
-            s_one / a_one
+            s_one / a_one,
+            s_async / a_one
         );
     }
     latency_run(if quick { 1_000 } else { 10_000 });
