@@ -636,6 +636,11 @@ struct Shared<T, O> {
     handles: AtomicUsize,
 }
 
+/// Fewest due groups a tick seals per shard: a seal moves no item, so a
+/// sealing loop that fell behind a burst of deadlines catches up in a few
+/// calls whatever the claim limit.
+const SEAL_LIMIT: usize = 4096;
+
 /// Adds ready to send: one call per shard.
 struct Adds {
     /// Distinct groups, in order of first appearance.
@@ -1003,7 +1008,7 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
                 cmd.arg(limit)
                     .arg(self.lease_ms)
                     .arg(self.max_attempts)
-                    .arg(self.claim_limit.saturating_mul(16));
+                    .arg(self.claim_limit.saturating_mul(16).max(SEAL_LIMIT));
                 cmd
             })
             .collect();
