@@ -78,22 +78,23 @@ fn items_per_client() -> usize {
         .unwrap_or(20_000)
 }
 
+/// The throughput rows' batcher: grace 50 ms, max 100 items.
+fn batcher(server: &RedisServer) -> RedisBatcher<String, String> {
+    RedisBatcher::<String, String>::builder(server.url())
+        .codecs(Utf8, Utf8)
+        .aggregate(|_, items: &mut Vec<String>| Ok::<_, String>(items.join(",")))
+        .grace(Duration::from_millis(50))
+        .max_items(100)
+        .idle_poll(Duration::from_millis(20))
+        .build()
+        .unwrap()
+}
+
 /// (items/s, round trips per item) for sheaf with `clients` batchers
 /// (one per client, as separate processes would be), each driving.
 fn sheaf_run(clients: usize, pipelined: bool, per_client: usize) -> (f64, f64) {
     let server = RedisServer::start();
-    let batchers: Vec<_> = (0..clients)
-        .map(|_| {
-            RedisBatcher::<String, String>::builder(server.url())
-                .codecs(Utf8, Utf8)
-                .aggregate(|_, items: &mut Vec<String>| Ok::<_, String>(items.join(",")))
-                .grace(Duration::from_millis(50))
-                .max_items(100)
-                .idle_poll(Duration::from_millis(20))
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let batchers: Vec<_> = (0..clients).map(|_| batcher(&server)).collect();
     let start = Instant::now();
     thread::scope(|s| {
         for (c, batcher) in batchers.iter().enumerate() {
@@ -137,18 +138,7 @@ fn sheaf_async_run(clients: usize, per_client: usize) -> (f64, f64) {
         .build()
         .unwrap();
     let batchers: Vec<_> = (0..clients)
-        .map(|_| {
-            std::sync::Arc::new(
-                RedisBatcher::<String, String>::builder(server.url())
-                    .codecs(Utf8, Utf8)
-                    .aggregate(|_, items: &mut Vec<String>| Ok::<_, String>(items.join(",")))
-                    .grace(Duration::from_millis(50))
-                    .max_items(100)
-                    .idle_poll(Duration::from_millis(20))
-                    .build()
-                    .unwrap(),
-            )
-        })
+        .map(|_| std::sync::Arc::new(batcher(&server)))
         .collect();
     let start = Instant::now();
     runtime.block_on(async {
