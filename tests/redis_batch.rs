@@ -796,7 +796,9 @@ fn async_adds_from_many_tasks_land_in_exactly_one_batch_each() {
     // A tick claims up to `claim_limit` batches per shard: tick until all
     // 44 are committed.
     until(
-        || drop(batcher.tick().unwrap()),
+        || {
+            batcher.tick().unwrap();
+        },
         || entries(&server, &batcher).len() == 44,
     );
     let mut added: BTreeSet<String> = (0..14).map(|i| format!("all-{i}")).collect();
