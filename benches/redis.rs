@@ -90,6 +90,24 @@ fn batcher(server: &RedisServer) -> RedisBatcher<String, String> {
         .unwrap()
 }
 
+/// Shuts the batchers down; (items/s since `start`, round trips per item).
+fn finish<B: std::borrow::Borrow<RedisBatcher<String, String>>>(
+    batchers: &[B],
+    start: Instant,
+    items: usize,
+) -> (f64, f64) {
+    let elapsed = start.elapsed();
+    let round_trips: u64 = batchers
+        .iter()
+        .map(|b| b.borrow().stats().round_trips)
+        .sum();
+    for b in batchers {
+        b.borrow().shutdown(Duration::from_secs(10));
+    }
+    let total = items as f64;
+    (total / elapsed.as_secs_f64(), round_trips as f64 / total)
+}
+
 /// (items/s, round trips per item) for sheaf with `clients` batchers
 /// (one per client, as separate processes would be), each driving.
 fn sheaf_run(clients: usize, pipelined: bool, per_client: usize) -> (f64, f64) {
@@ -116,13 +134,7 @@ fn sheaf_run(clients: usize, pipelined: bool, per_client: usize) -> (f64, f64) {
             });
         }
     });
-    let elapsed = start.elapsed();
-    let round_trips: u64 = batchers.iter().map(|b| b.stats().round_trips).sum();
-    for b in &batchers {
-        b.shutdown(Duration::from_secs(10));
-    }
-    let total = (clients * per_client) as f64;
-    (total / elapsed.as_secs_f64(), round_trips as f64 / total)
+    finish(&batchers, start, clients * per_client)
 }
 
 /// (items/s, round trips per item) for sheaf's `add_async`: per client one
@@ -159,13 +171,7 @@ fn sheaf_async_run(clients: usize, per_client: usize) -> (f64, f64) {
             task.await.unwrap();
         }
     });
-    let elapsed = start.elapsed();
-    let round_trips: u64 = batchers.iter().map(|b| b.stats().round_trips).sum();
-    for b in &batchers {
-        b.shutdown(Duration::from_secs(10));
-    }
-    let total = (clients * per_client) as f64;
-    (total / elapsed.as_secs_f64(), round_trips as f64 / total)
+    finish(&batchers, start, clients * per_client)
 }
 
 /// The same load through asynq's scheme: enqueue per item (pipelined or

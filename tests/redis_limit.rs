@@ -265,11 +265,7 @@ fn the_function_is_reloaded_after_a_flush() {
 #[test]
 fn a_lost_server_is_an_error_then_recovers() {
     let mut server = RedisServer::start();
-    let limiter = RedisRateLimiter::builder(Quota::per_second(100).unwrap())
-        .url(server.url())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let limiter = restartable_limiter(&server);
     limiter.check("k").unwrap();
     server.kill();
     assert!(matches!(limiter.check("k"), Err(RedisCheckError::Redis(_))));
@@ -277,6 +273,15 @@ fn a_lost_server_is_an_error_then_recovers() {
     // The pooled connection died with the server: the next check may see
     // that once, then a fresh connection answers (and reloads the function).
     assert!(answers_within_three_tries(|| limiter.check("k")));
+}
+
+/// 100 checks a second, with a timeout so a check on a killed server fails.
+fn restartable_limiter(server: &RedisServer) -> RedisRateLimiter {
+    RedisRateLimiter::builder(Quota::per_second(100).unwrap())
+        .url(server.url())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// After a server restart: `true` once a check passes within three tries,
@@ -403,11 +408,7 @@ fn async_tasks_on_one_key_admit_exactly_the_burst() {
 #[test]
 fn async_checks_reload_the_function_and_survive_a_lost_server() {
     let mut server = RedisServer::start();
-    let limiter = RedisRateLimiter::builder(Quota::per_second(100).unwrap())
-        .url(server.url())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let limiter = restartable_limiter(&server);
     let rt = runtime();
     rt.block_on(async {
         limiter.check_async("k").await.unwrap();
