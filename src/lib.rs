@@ -57,6 +57,8 @@ pub mod merge;
 pub mod metrics;
 mod overflow;
 pub mod pool;
+#[cfg(feature = "redis")]
+mod redis_link;
 pub mod ring;
 pub mod schedule;
 pub mod spill;

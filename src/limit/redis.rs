@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use ::redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, RedisResult};
 
 use super::{CheckError, NotUntil, Quota};
+use crate::redis_link::{function_load, is_broken};
 use crate::sync::Mutex;
 use crate::ConfigError;
 
@@ -213,7 +214,7 @@ impl RedisRateLimiterBuilder {
             max_idle: self.max_idle_connections,
             idle: Mutex::new(Vec::new()),
             #[cfg(feature = "async")]
-            multiplexed: Mutex::new(None),
+            multiplexed: crate::redis_link::Multiplexed::new(),
         })
     }
 }
@@ -253,7 +254,7 @@ pub struct RedisRateLimiter {
     /// The one connection every async check shares (redis-rs multiplexes
     /// requests over it); `None` until the first, and after it broke.
     #[cfg(feature = "async")]
-    multiplexed: Mutex<Option<::redis::aio::MultiplexedConnection>>,
+    multiplexed: crate::redis_link::Multiplexed,
 }
 
 impl RedisRateLimiter {
@@ -390,10 +391,7 @@ impl RedisRateLimiter {
             None => self.connect()?,
         };
         let result = f(&mut con);
-        let reusable = match &result {
-            Ok(_) => true,
-            Err(e) => !(e.is_io_error() || e.is_unrecoverable_error()),
-        };
+        let reusable = result.as_ref().map_or_else(|e| !is_broken(e), |_| true);
         if reusable && con.is_open() {
             let mut idle = self.idle.lock();
             if idle.len() < self.max_idle {
@@ -451,42 +449,25 @@ impl RedisRateLimiter {
     /// As [`check_n`](Self::check_n).
     pub async fn check_n_async(&self, key: &str, n: u64) -> Result<(), RedisCheckError> {
         let fcall = self.request(key, n, None)?;
-        let mut con = self.multiplexed().await?;
-        let reply = match fcall.query_async(&mut con).await {
-            Err(e) if is_function_missing(&e) => {
-                match load_command().query_async::<String>(&mut con).await {
-                    Ok(_) => fcall.query_async(&mut con).await,
-                    Err(e) => Err(e),
-                }
-            }
-            reply => reply,
-        };
-        if let Err(e) = &reply {
-            if e.is_io_error() || e.is_unrecoverable_error() {
-                // The next check connects again.
-                *self.multiplexed.lock() = None;
-            }
-        }
-        answer(reply?)
-    }
-
-    async fn multiplexed(&self) -> RedisResult<::redis::aio::MultiplexedConnection> {
-        let shared = self.multiplexed.lock().clone();
-        if let Some(con) = shared {
-            return Ok(con);
-        }
         let mut config = ::redis::AsyncConnectionConfig::new();
         if let Some(timeout) = self.timeout {
             config = config
                 .set_connection_timeout(timeout)
                 .set_response_timeout(timeout);
         }
-        let con = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        // Two first checks may both connect: keep one connection.
-        Ok(self.multiplexed.lock().get_or_insert(con).clone())
+        let mut con = self.multiplexed.get(&self.client, &config).await?;
+        let reply = match fcall.query_async(&mut con).await {
+            Err(e) if is_function_missing(&e) => {
+                match function_load(LIBRARY).query_async::<String>(&mut con).await {
+                    Ok(_) => fcall.query_async(&mut con).await,
+                    Err(e) => Err(e),
+                }
+            }
+            reply => reply,
+        };
+        // A broken connection: the next check connects again.
+        self.multiplexed.check(&reply);
+        answer(reply?)
     }
 }
 
@@ -501,15 +482,9 @@ impl fmt::Debug for RedisRateLimiter {
 }
 
 fn load(con: &mut Connection) -> RedisResult<()> {
-    let name: String = load_command().query(con)?;
+    let name: String = function_load(LIBRARY).query(con)?;
     debug_assert_eq!(name, LIBRARY_NAME);
     Ok(())
-}
-
-fn load_command() -> ::redis::Cmd {
-    let mut cmd = ::redis::cmd("FUNCTION");
-    cmd.arg("LOAD").arg("REPLACE").arg(LIBRARY);
-    cmd
 }
 
 /// The function's reply: 0 passes, otherwise nanoseconds to wait.

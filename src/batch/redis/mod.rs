@@ -47,6 +47,7 @@ use ::redis::{Cmd, Connection, ConnectionLike, Value};
 use super::{Added, GroupConfig, Trigger, TriggerCounts};
 use crate::clock::SharedClock;
 use crate::codec::{Codec, CodecError};
+use crate::redis_link::{function_load, is_broken};
 use crate::ConfigError;
 
 /// The server-side function library.
@@ -521,7 +522,7 @@ impl<T: Send + 'static, O: Send + 'static> RedisBatcherBuilder<T, O> {
             client,
             pool: Mutex::new(vec![con]),
             #[cfg(feature = "async")]
-            multiplexed: Mutex::new(None),
+            multiplexed: crate::redis_link::Multiplexed::new(),
             keys,
             limits: Limits {
                 grace: self.grace.map_or(0, millis),
@@ -582,13 +583,7 @@ fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
 }
 
 fn load_library(con: &mut Connection) -> redis::RedisResult<()> {
-    load_command().query::<Value>(con).map(|_| ())
-}
-
-fn load_command() -> Cmd {
-    let mut cmd = redis::cmd("FUNCTION");
-    cmd.arg("LOAD").arg("REPLACE").arg(LIBRARY);
-    cmd
+    function_load(LIBRARY).query::<Value>(con).map(|_| ())
 }
 
 #[derive(Clone, Copy)]
@@ -604,7 +599,7 @@ struct Shared<T, O> {
     /// The connection async adds share (redis-rs multiplexes them over it);
     /// `None` until the first, and after it broke.
     #[cfg(feature = "async")]
-    multiplexed: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    multiplexed: crate::redis_link::Multiplexed,
     keys: Vec<Vec<String>>,
     limits: Limits,
     group_config: Option<Box<GroupConfigFn>>,
@@ -770,8 +765,7 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
         };
         let result = self.run_on(&mut con, cmds);
         match &result {
-            Err(e)
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() => {}
+            Err(e) if is_broken(e) => {}
             _ => lock(&self.pool).push(con),
         }
         result
@@ -806,15 +800,8 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        let shared = lock(&self.multiplexed).clone();
-        let mut con = match shared {
-            Some(con) => con,
-            None => {
-                let con = self.client.get_multiplexed_async_connection().await?;
-                // Two first adds may both connect: keep one connection.
-                lock(&self.multiplexed).get_or_insert(con).clone()
-            }
-        };
+        let config = redis::AsyncConnectionConfig::new();
+        let mut con = self.multiplexed.get(&self.client, &config).await?;
         let result = async {
             self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
             let mut replies = con
@@ -822,7 +809,9 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
                 .await?;
             let missing = missing_functions(&replies);
             if !missing.is_empty() {
-                load_command().query_async::<Value>(&mut con).await?;
+                function_load(LIBRARY)
+                    .query_async::<Value>(&mut con)
+                    .await?;
                 let again = pipeline(missing.iter().map(|&i| &cmds[i]));
                 self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
                 let retried = con.req_packed_commands(&again, 0, missing.len()).await?;
@@ -833,12 +822,8 @@ impl<T: Send + 'static, O: Send + 'static> Shared<T, O> {
             first_error(replies)
         }
         .await;
-        if let Err(e) = &result {
-            if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                // The next add connects again.
-                *lock(&self.multiplexed) = None;
-            }
-        }
+        // A broken connection: the next add connects again.
+        self.multiplexed.check(&result);
         result
     }
 
