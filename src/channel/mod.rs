@@ -257,7 +257,7 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Retries `attempt` for the spin budget, then parks on `waiters` until
+    /// Retries `attempt` with a short back-off, then parks on `waiters` until
     /// it succeeds, the channel closes, or `deadline` passes (`None` = never).
     fn wait<R>(
         &self,
@@ -358,6 +358,17 @@ impl Snooze {
 enum WaitError {
     Closed,
     Timeout,
+}
+
+/// Why [`Sender::send_telling`] handed an item back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unsent {
+    /// Every receiver is gone, or the channel was closed to senders.
+    Disconnected,
+    /// Full under [`Overflow::Reject`] (or at a spilling channel's disk bound).
+    Full,
+    /// Still full when [`Overflow::BlockTimeout`] ran out.
+    TimedOut,
 }
 
 /// The sending half of a channel. Clone it for more producers.
@@ -544,18 +555,24 @@ impl<T> Sender<T> {
     /// to tell the reasons apart. Under `DropNewest` and `DropOldest` a send
     /// succeeds and a dropped item is counted in [`stats`](Self::stats).
     pub fn send(&self, item: T) -> Result<(), SendError<T>> {
+        self.send_telling(item).map_err(|(item, _)| SendError(item))
+    }
+
+    /// [`send`](Self::send), saying why an item came back (for the pool,
+    /// which tells its shutdown from a full queue).
+    pub(crate) fn send_telling(&self, item: T) -> Result<(), (T, Unsent)> {
         let chan = &*self.chan;
         match chan.overflow {
             Overflow::Block => self
                 .send_deadline(item, None)
-                .map_err(|e| SendError(e.into_inner())),
+                .map_err(|e| (e.into_inner(), Unsent::Disconnected)),
             Overflow::BlockTimeout(timeout) => match self.send_timeout(item, timeout) {
                 Ok(()) => Ok(()),
                 Err(SendTimeoutError::Timeout(item)) => {
                     chan.losses.timed_out.fetch_add(1, Ordering::Relaxed);
-                    Err(SendError(item))
+                    Err((item, Unsent::TimedOut))
                 }
-                Err(SendTimeoutError::Disconnected(item)) => Err(SendError(item)),
+                Err(SendTimeoutError::Disconnected(item)) => Err((item, Unsent::Disconnected)),
             },
             Overflow::DropNewest => match self.try_send(item) {
                 Ok(()) => Ok(()),
@@ -564,21 +581,45 @@ impl<T> Sender<T> {
                     drop(item);
                     Ok(())
                 }
-                Err(TrySendError::Disconnected(item)) => Err(SendError(item)),
+                Err(TrySendError::Disconnected(item)) => Err((item, Unsent::Disconnected)),
             },
-            Overflow::DropOldest => self.force_send(item).map(drop),
+            Overflow::DropOldest => self
+                .force_send(item)
+                .map(drop)
+                .map_err(|SendError(item)| (item, Unsent::Disconnected)),
             Overflow::Reject => match self.try_send(item) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(item)) => {
                     chan.losses.rejected.fetch_add(1, Ordering::Relaxed);
-                    Err(SendError(item))
+                    Err((item, Unsent::Full))
                 }
-                Err(TrySendError::Disconnected(item)) => Err(SendError(item)),
+                Err(TrySendError::Disconnected(item)) => Err((item, Unsent::Disconnected)),
             },
-            Overflow::Spill(_) => chan
-                .spill_send(item, true, None)
-                .map_err(|e| SendError(e.into_inner())),
+            Overflow::Spill(_) => chan.spill_send(item, true, None).map_err(|e| match e {
+                spill::SpillSendError::Closed(item) => (item, Unsent::Disconnected),
+                e => (e.into_inner(), Unsent::Full),
+            }),
         }
+    }
+
+    /// Closes the channel to every sender while receivers remain: later
+    /// sends come back as disconnected, blocked senders wake and get their
+    /// item back, and receivers take what was accepted (a push mid-way
+    /// included) before they see the end. `true` if this call closed it.
+    ///
+    /// Crate-private: the pool stops taking tasks this way, with no
+    /// per-send check of its own. Not for spilling channels (the disk side
+    /// has its own close).
+    pub(crate) fn close(&self) -> bool {
+        let chan = &*self.chan;
+        debug_assert!(chan.spill.is_none(), "close is for ring-only channels");
+        // The ring's mark first: a push either claimed its slot before it
+        // (receivers wait for that slot) or fails. Then the flag receivers
+        // read once the ring is empty, then the wake-ups.
+        let closed_now = chan.ring.close();
+        chan.writers.notify_all();
+        chan.disconnect_senders();
+        closed_now
     }
 
     /// Sends without waiting, whatever the policy.

@@ -199,6 +199,48 @@ fn dropping_senders_wakes_blocked_receivers() {
 }
 
 #[test]
+fn closing_to_senders_drains_then_reports_and_says_why() {
+    let (tx, rx) = bounded_with(2, Overflow::Reject);
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    assert_eq!(tx.send_telling(3), Err((3, Unsent::Full)));
+    assert!(tx.close());
+    assert!(!tx.close(), "a second close finds it closed");
+    assert!(tx.is_disconnected());
+    assert_eq!(tx.send_telling(4), Err((4, Unsent::Disconnected)));
+    assert_eq!(tx.try_send(5), Err(TrySendError::Disconnected(5)));
+    assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(rx.stats().rejected, 1, "only the full refusal is a loss");
+
+    let (tx, rx) = bounded_with(1, Overflow::BlockTimeout(Duration::ZERO));
+    tx.send(0).unwrap();
+    assert_eq!(tx.send_telling(1), Err((1, Unsent::TimedOut)));
+    drop(rx);
+    assert_eq!(tx.send_telling(2), Err((2, Unsent::Disconnected)));
+}
+
+#[test]
+fn closing_to_senders_wakes_blocked_senders_and_receivers() {
+    let (tx, rx) = bounded::<u8>(1);
+    tx.send(0).unwrap();
+    let sender = {
+        let tx = tx.clone();
+        thread::spawn(move || tx.send(1))
+    };
+    // Full, and nothing is received before the close: whether the sender
+    // blocked before it or tries after it, its item comes back.
+    tx.close();
+    assert_eq!(sender.join().unwrap(), Err(SendError(1)));
+    assert_eq!(rx.iter().collect::<Vec<_>>(), [0]);
+
+    let (tx, rx) = bounded::<u8>(1);
+    let receiver = thread::spawn(move || rx.recv());
+    tx.close();
+    assert_eq!(receiver.join().unwrap(), Err(RecvError));
+}
+
+#[test]
 fn send_sync_clone_static_checks() {
     fn assert_traits<T: Send + Sync + Clone>() {}
     assert_traits::<Sender<String>>();

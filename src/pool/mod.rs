@@ -28,7 +28,6 @@
 //! back unrun by a shutdown ([`PoolReport::unrun`]). A task that is not
 //! accepted comes back to the caller in [`Rejected`].
 
-mod gate;
 mod task;
 mod worker;
 
@@ -40,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::channel::{self, Receiver, SendError, Sender};
+use crate::channel::{self, Receiver, Sender, Unsent};
 use crate::clock::{deadline_after, Clock, SharedClock};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::thread::JoinHandle;
@@ -149,15 +148,12 @@ impl WorkerPoolBuilder {
         let (tx, rx) = channel::builder()
             .capacity(self.queue_capacity)
             .overflow(self.overflow.clone())
-            .build::<Msg>()
+            .build::<Box<dyn Job>>()
             .map_err(|e| ConfigError::new("queue_capacity", e.to_string()))?;
         let inner = Arc::new(Inner {
             tx,
             rx,
-            overflow: self.overflow,
-            gate: gate::Gate::new(),
             abort: AtomicBool::new(false),
-            stop_pending: AtomicBool::new(false),
             handles: AtomicUsize::new(1),
             live: AtomicUsize::new(workers),
             changed: Waiters::default(),
@@ -371,11 +367,6 @@ impl Clone for PoolReport {
     }
 }
 
-enum Msg {
-    Run(Box<dyn Job>),
-    Stop,
-}
-
 #[derive(Default)]
 struct WorkerCounters {
     started: AtomicU64,
@@ -394,23 +385,19 @@ struct HandBack {
 }
 
 struct Inner {
-    tx: Sender<Msg>,
+    /// Closed (to senders) once the pool accepts no more tasks: a submit
+    /// then gets its task back, and workers exit once the queue is empty.
+    tx: Sender<Box<dyn Job>>,
     /// The pool's own receiver: keeps the channel open and lets a shutdown
     /// drain the queue.
-    rx: Receiver<Msg>,
-    overflow: Overflow,
-    /// Closed once the pool accepts no more tasks; counts the submitters
-    /// between their check and their enqueue.
-    gate: gate::Gate,
+    rx: Receiver<Box<dyn Job>>,
     /// Abort: workers hand tasks back instead of running them, and running
     /// tasks see their `Cancel` fire.
     abort: AtomicBool,
-    /// A stop message is owed to the queue (it was full when one was due).
-    stop_pending: AtomicBool,
     handles: AtomicUsize,
     /// Workers not yet exited.
     live: AtomicUsize,
-    /// Notified when a worker exits and when the last submitter leaves a closed gate.
+    /// Notified when a worker exits.
     changed: Waiters,
     counters: Box<[CachePadded<WorkerCounters>]>,
     rejected: AtomicU64,
@@ -501,27 +488,15 @@ impl WorkerPool {
         R: Send + 'static,
     {
         let inner = &*self.inner;
-        let Some(shard) = inner.gate.enter(&inner.changed) else {
-            inner.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(Rejected {
-                task: f,
-                reason: RejectReason::ShutDown,
-            });
-        };
         let slot = with_slot.then(|| Arc::new(Slot::new()));
         let job: Box<dyn Job> = Box::new(Erased {
             f: Some(f),
             call,
             slot: slot.clone(),
         });
-        let sent = inner.tx.send(Msg::Run(job));
-        inner.gate.leave(shard, &inner.changed);
-        match sent {
+        match inner.tx.send_telling(job) {
             Ok(()) => Ok(slot.map(Task::new)),
-            Err(SendError(msg)) => {
-                let Msg::Run(job) = msg else {
-                    unreachable!("submit sends tasks only")
-                };
+            Err((job, unsent)) => {
                 let mut erased = job
                     .into_any()
                     .downcast::<Erased<F, R>>()
@@ -529,9 +504,13 @@ impl WorkerPool {
                 erased.slot = None;
                 let f = erased.f.take().expect("not run");
                 // The channel counted a Reject / BlockTimeout refusal itself.
-                let reason = match inner.overflow {
-                    Overflow::BlockTimeout(_) => RejectReason::TimedOut,
-                    _ => RejectReason::Full,
+                let reason = match unsent {
+                    Unsent::Disconnected => {
+                        inner.rejected.fetch_add(1, Ordering::Relaxed);
+                        RejectReason::ShutDown
+                    }
+                    Unsent::Full => RejectReason::Full,
+                    Unsent::TimedOut => RejectReason::TimedOut,
                 };
                 Err(Rejected { task: f, reason })
             }
@@ -578,7 +557,9 @@ impl WorkerPool {
 
     /// `true` once a shutdown has begun (or the pool was closed).
     pub fn is_shut_down(&self) -> bool {
-        self.inner.gate.is_closed()
+        // The pool's receiver lives as long as the pool: "disconnected"
+        // here means closed to senders.
+        self.inner.tx.is_disconnected()
     }
 
     /// Stops the pool: no new tasks are accepted; `mode` says what becomes
@@ -599,24 +580,20 @@ impl WorkerPool {
         if mode == ShutdownMode::Abort {
             inner.abort.store(true, Ordering::SeqCst);
         }
-        inner.gate.close();
-        let mut on_time = wait_on(&*inner.clock, &inner.changed, deadline, || {
-            inner.gate.is_empty()
-        });
-        if on_time {
-            if mode == ShutdownMode::Abort {
-                inner.drain_queue();
-            }
-            inner.request_stop();
-            on_time = wait_on(&*inner.clock, &inner.changed, deadline, || {
-                inner.live.load(Ordering::SeqCst) == 0
-            });
+        // Closed, the queue takes nothing more; workers finish (or, under
+        // abort, hand back) what it holds, a push mid-way included, and exit
+        // once it is empty.
+        inner.tx.close();
+        if mode == ShutdownMode::Abort {
+            inner.drain_queue();
         }
+        let on_time = wait_on(&*inner.clock, &inner.changed, deadline, || {
+            inner.live.load(Ordering::SeqCst) == 0
+        });
         if !on_time {
             // Past the deadline: run nothing more, hand the queue back.
             inner.abort.store(true, Ordering::SeqCst);
             inner.drain_queue();
-            inner.request_stop();
         }
         if inner.live.load(Ordering::SeqCst) == 0 {
             for thread in inner.threads.lock().drain(..) {
@@ -646,18 +623,12 @@ impl WorkerPool {
 }
 
 impl Inner {
-    /// Takes every queued task out (the gate is closed and no submitter is
-    /// mid-way, so nothing new arrives) and hands it back.
+    /// Takes every queued task out and hands it back (the queue is closed;
+    /// a push still mid-way is left to the workers, which hand it back
+    /// under abort).
     fn drain_queue(&self) {
-        let mut owed_stop = false;
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                Msg::Run(job) => self.hand_back(job),
-                Msg::Stop => owed_stop = true,
-            }
-        }
-        if owed_stop {
-            self.request_stop();
+        while let Ok(job) = self.rx.try_recv() {
+            self.hand_back(job);
         }
     }
 
@@ -669,30 +640,6 @@ impl Inner {
         } else {
             drop(handed);
             drop(job); // its handle learns NotRun
-        }
-    }
-
-    /// Puts one stop message in the queue (each stopping worker passes it
-    /// on). If the queue is full the message is owed: the flag is set
-    /// *before* the attempt, so the worker that next takes a task out sees
-    /// it (the attempt's full check and that worker's dequeue are ordered
-    /// by the ring's SeqCst operations) and pays the debt.
-    fn request_stop(&self) {
-        self.stop_pending.store(true, Ordering::SeqCst);
-        if self.tx.try_send(Msg::Stop).is_ok() {
-            self.stop_pending.store(false, Ordering::SeqCst);
-        }
-    }
-
-    /// Called by a worker after each task: pays an owed stop message.
-    #[inline]
-    fn pay_stop(&self) {
-        if self.stop_pending.load(Ordering::SeqCst)
-            && self.stop_pending.swap(false, Ordering::SeqCst)
-            && self.tx.try_send(Msg::Stop).is_err()
-        {
-            // Still full: this worker takes another task out, and checks again.
-            self.stop_pending.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -711,10 +658,7 @@ impl Drop for WorkerPool {
         if self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The last handle: nobody can submit any more. Close, and let
             // the workers finish the queue and exit in the background.
-            let inner = &*self.inner;
-            if inner.gate.close() {
-                inner.request_stop();
-            }
+            self.inner.tx.close();
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The worker threads: take a message, run the task (or hand it back
-//! under abort), account for it, repeat until a stop message.
+//! The worker threads: take a task, run it (or hand it back under abort),
+//! account for it, repeat until the queue is closed and empty.
 
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use crate::sync::Arc;
 use crate::ConfigError;
 
 use super::task::Ran;
-use super::{Inner, Msg, WorkerCounters};
+use super::{Inner, WorkerCounters};
 
 /// Spawns the workers; on a failed spawn, stops those already started.
 pub(super) fn start(
@@ -42,10 +42,7 @@ pub(super) fn start(
             Err(e) => {
                 // Workers never started count as exited; stop the others.
                 inner.live.fetch_sub(workers - index, Ordering::SeqCst);
-                inner.gate.close();
-                if index > 0 {
-                    inner.request_stop();
-                }
+                inner.tx.close();
                 return Err(ConfigError::new(
                     "workers",
                     format!("worker thread {index} could not start ({e}); give fewer workers"),
@@ -63,18 +60,15 @@ fn run(inner: &Inner, index: usize) {
     // queue running dry), so a stream of tiny tasks costs no clock reads.
     let mut busy_since: Option<Instant> = None;
     loop {
-        let msg = match inner.rx.try_recv() {
-            Ok(msg) => msg,
+        let job = match inner.rx.try_recv() {
+            Ok(job) => job,
             Err(_) => {
                 end_busy(clock, counters, &mut busy_since);
                 match inner.rx.recv() {
-                    Ok(msg) => msg,
-                    Err(_) => break, // never in practice: the pool holds a sender
+                    Ok(job) => job,
+                    Err(_) => break, // closed, and nothing left in the queue
                 }
             }
-        };
-        let Msg::Run(job) = msg else {
-            break; // a stop message
         };
         if busy_since.is_none() {
             busy_since = Some(clock.now());
@@ -84,13 +78,9 @@ fn run(inner: &Inner, index: usize) {
         } else {
             run_one(inner, counters, job);
         }
-        inner.pay_stop();
     }
     end_busy(clock, counters, &mut busy_since);
-    // Pass the stop on to the next worker, then announce the exit.
-    if inner.live.fetch_sub(1, Ordering::SeqCst) > 1 {
-        inner.request_stop();
-    }
+    inner.live.fetch_sub(1, Ordering::SeqCst);
     inner.changed.notify_all();
 }
 
