@@ -28,6 +28,7 @@
 //! back unrun by a shutdown ([`PoolReport::unrun`]). A task that is not
 //! accepted comes back to the caller in [`Rejected`].
 
+mod packed;
 mod task;
 mod worker;
 
@@ -47,8 +48,9 @@ use crate::sync::{Arc, Mutex};
 use crate::wait::{Waiters, Wake};
 use crate::{ConfigError, Overflow};
 
+use packed::Packed;
 pub use task::{Cancel, Task, TaskError};
-use task::{Erased, Job, Slot};
+use task::{Erased, Slot};
 
 /// Builds a [`WorkerPool`]; see [`WorkerPool::builder`].
 #[derive(Debug, Clone)]
@@ -148,7 +150,7 @@ impl WorkerPoolBuilder {
         let (tx, rx) = channel::builder()
             .capacity(self.queue_capacity)
             .overflow(self.overflow.clone())
-            .build::<Box<dyn Job>>()
+            .build::<Packed>()
             .map_err(|e| ConfigError::new("queue_capacity", e.to_string()))?;
         let inner = Arc::new(Inner {
             tx,
@@ -269,16 +271,17 @@ impl<F> std::error::Error for Rejected<F> {}
 /// [`run`](Self::run) it on the current thread (its value reaches its
 /// [`Task`]), or drop it: its `Task` then gets [`TaskError::NotRun`].
 pub struct QueuedTask {
-    job: Box<dyn Job>,
+    job: Packed,
 }
 
 impl QueuedTask {
     /// Runs the task on the calling thread, panics caught as in the pool.
     /// Returns `false` if it had been cancelled and did not run.
-    pub fn run(self) -> bool {
+    pub fn run(mut self) -> bool {
         let never = AtomicBool::new(false);
         let ran = self
             .job
+            .job()
             .run(&never, None, &crate::clock::MonotonicClock, &mut |_, _| {});
         !matches!(ran, task::Ran::Skipped)
     }
@@ -387,10 +390,10 @@ struct HandBack {
 struct Inner {
     /// Closed (to senders) once the pool accepts no more tasks: a submit
     /// then gets its task back, and workers exit once the queue is empty.
-    tx: Sender<Box<dyn Job>>,
+    tx: Sender<Packed>,
     /// The pool's own receiver: keeps the channel open and lets a shutdown
     /// drain the queue.
-    rx: Receiver<Box<dyn Job>>,
+    rx: Receiver<Packed>,
     /// Abort: workers hand tasks back instead of running them, and running
     /// tasks see their `Cancel` fire.
     abort: AtomicBool,
@@ -489,17 +492,18 @@ impl WorkerPool {
     {
         let inner = &*self.inner;
         let slot = with_slot.then(|| Arc::new(Slot::new()));
-        let job: Box<dyn Job> = Box::new(Erased {
+        let job = Packed::new(Erased {
             f: Some(f),
             call,
             slot: slot.clone(),
         });
         match inner.tx.send_telling(job) {
             Ok(()) => Ok(slot.map(Task::new)),
-            Err((job, unsent)) => {
-                let mut erased = job
-                    .into_any()
-                    .downcast::<Erased<F, R>>()
+            Err((mut job, unsent)) => {
+                let erased = job
+                    .job()
+                    .as_any()
+                    .downcast_mut::<Erased<F, R>>()
                     .expect("the job submitted just now");
                 erased.slot = None;
                 let f = erased.f.take().expect("not run");
@@ -632,7 +636,7 @@ impl Inner {
         }
     }
 
-    fn hand_back(&self, job: Box<dyn Job>) {
+    fn hand_back(&self, job: Packed) {
         self.not_run.fetch_add(1, Ordering::Relaxed);
         let mut handed = self.handed.lock();
         if handed.open {

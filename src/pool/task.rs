@@ -330,14 +330,17 @@ pub(super) trait Job: Send {
     /// Runs the task (unless cancelled first), calls `account` with what
     /// happened, and only then hands the outcome to the task's handle, so
     /// counters read after a `join` include the task.
+    ///
+    /// Called once; what is left afterwards is dropped with nothing to do.
     fn run(
-        self: Box<Self>,
+        &mut self,
         pool: &AtomicBool,
         deadline: Option<Instant>,
         clock: &dyn Clock,
         account: &mut dyn FnMut(&Ran, bool),
     ) -> Ran;
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+    /// The job as `Any`, so a refused submit can take its closure back.
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
 }
 
 pub(super) struct Erased<F, R> {
@@ -349,7 +352,7 @@ pub(super) struct Erased<F, R> {
 
 impl<F: Send + 'static, R: Send + 'static> Job for Erased<F, R> {
     fn run(
-        mut self: Box<Self>,
+        &mut self,
         pool: &AtomicBool,
         deadline: Option<Instant>,
         clock: &dyn Clock,
@@ -386,7 +389,7 @@ impl<F: Send + 'static, R: Send + 'static> Job for Erased<F, R> {
         ran
     }
 
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
         self
     }
 }

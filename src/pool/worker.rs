@@ -93,7 +93,7 @@ fn end_busy(clock: &dyn Clock, counters: &WorkerCounters, busy_since: &mut Optio
     }
 }
 
-fn run_one(inner: &Inner, counters: &WorkerCounters, job: Box<dyn super::Job>) {
+fn run_one(inner: &Inner, counters: &WorkerCounters, mut job: super::Packed) {
     counters.started.fetch_add(1, Ordering::Relaxed);
     let clock = &*inner.clock;
     // The clock is read per task only for a task timeout.
@@ -111,5 +111,5 @@ fn run_one(inner: &Inner, counters: &WorkerCounters, job: Box<dyn super::Job>) {
             counters.timed_out.fetch_add(1, Ordering::Relaxed);
         }
     };
-    job.run(&inner.abort, deadline, clock, &mut account);
+    job.job().run(&inner.abort, deadline, clock, &mut account);
 }
