@@ -257,8 +257,9 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Retries `attempt` with a short back-off, then parks on `waiters` until
-    /// it succeeds, the channel closes, or `deadline` passes (`None` = never).
+    /// Retries `attempt` for the spin budget and once after a yield, then
+    /// parks on `waiters` until it succeeds, the channel closes, or
+    /// `deadline` passes (`None` = never).
     fn wait<R>(
         &self,
         waiters: &Waiters,

@@ -149,7 +149,7 @@ impl WorkerPoolBuilder {
         }
         let (tx, rx) = channel::builder()
             .capacity(self.queue_capacity)
-            .overflow(self.overflow.clone())
+            .overflow(self.overflow)
             .build::<Packed>()
             .map_err(|e| ConfigError::new("queue_capacity", e.to_string()))?;
         let inner = Arc::new(Inner {

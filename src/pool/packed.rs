@@ -16,8 +16,11 @@
 use std::any::Any;
 use std::mem::{self, MaybeUninit};
 use std::ptr;
+use std::time::Instant;
 
-use super::task::Job;
+use super::task::{Job, Ran};
+use crate::clock::Clock;
+use crate::sync::atomic::AtomicBool;
 
 /// Inline room, in words: with the function pointer and the ring's stamp,
 /// a slot fills one 64-byte line.
@@ -95,11 +98,11 @@ unsafe impl Send for Packed {}
 impl<J: Job + ?Sized> Job for Box<J> {
     fn run(
         &mut self,
-        pool: &crate::sync::atomic::AtomicBool,
-        deadline: Option<std::time::Instant>,
-        clock: &dyn crate::clock::Clock,
-        account: &mut dyn FnMut(&super::task::Ran, bool),
-    ) -> super::task::Ran {
+        pool: &AtomicBool,
+        deadline: Option<Instant>,
+        clock: &dyn Clock,
+        account: &mut dyn FnMut(&Ran, bool),
+    ) -> Ran {
         (**self).run(pool, deadline, clock, account)
     }
 
@@ -112,12 +115,9 @@ impl<J: Job + ?Sized> Job for Box<J> {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::time::Instant;
 
     use super::*;
-    use crate::clock::{Clock, MonotonicClock};
-    use crate::pool::task::Ran;
-    use crate::sync::atomic::AtomicBool;
+    use crate::clock::MonotonicClock;
 
     /// A job that counts its runs and drops, `PAD` words of ballast, and an
     /// alignment of `A`'s.
