@@ -21,7 +21,9 @@
 //!   Zipf(s = 1.0) over 10,000 or 1,000,000 `u64` keys (a precomputed
 //!   sequence of 2^20 draws; each thread starts at its own offset).
 //!   `sheaf` (`KeyedLimiter`, default clock), `sheaf-std` (`MonotonicClock`),
-//!   `governor` (keyed on dashmap, default clock).
+//!   `governor` (keyed on dashmap, default clock, given sheaf's hasher,
+//!   `FastBuildHasher`, as every peer in a group gets the same hasher) and
+//!   `governor-sip` (the same with governor's default SipHash hasher).
 //! - `limit/concurrency`: capacity 4, each iteration acquires one permit
 //!   and releases it. `sheaf` (`ConcurrencyLimiter::acquire`) against tokio's
 //!   `Semaphore::acquire` driven by a minimal thread-parking `block_on`
@@ -56,6 +58,7 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use sheaf::clock::{Clock, ManualClock, MonotonicClock, QuantaClock};
+use sheaf::hash::FastBuildHasher;
 use sheaf::limit::{CachedRateLimiter, ConcurrencyLimiter, KeyedLimiter, Quota, RateLimiter};
 
 mod common;
@@ -314,7 +317,15 @@ impl<C: Clock> Keyed for KeyedLimiter<u64, C> {
     }
 }
 
-impl Keyed for governor::DefaultKeyedRateLimiter<u64> {
+impl<S> Keyed
+    for governor::DefaultKeyedRateLimiter<
+        u64,
+        governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
+        S,
+    >
+where
+    S: std::hash::BuildHasher + Clone + Send + Sync,
+{
     #[inline]
     fn check(&self, key: u64) -> bool {
         self.check_key(&key).is_ok()
@@ -376,10 +387,15 @@ fn keyed(c: &mut Criterion) {
                         .unwrap(),
                 )
             });
+            let per_key = || governor::Quota::per_second(NonZeroU32::new(1_000).unwrap());
             keyed_one(&mut group, "governor", &draws, &|| {
-                Box::new(governor::RateLimiter::keyed(governor::Quota::per_second(
-                    NonZeroU32::new(1_000).unwrap(),
-                )))
+                Box::new(governor::RateLimiter::dashmap_with_hasher(
+                    per_key(),
+                    FastBuildHasher,
+                ))
+            });
+            keyed_one(&mut group, "governor-sip", &draws, &|| {
+                Box::new(governor::RateLimiter::keyed(per_key()))
             });
             group.finish();
         }
@@ -396,10 +412,16 @@ impl Wake for Unpark {
     }
 }
 
+/// This thread's waker. Built once per thread, before the loop: a waker
+/// (an `Arc` and a `thread::current()`) per acquire would be overhead
+/// sheaf's blocking `acquire` does not pay.
+fn thread_waker() -> Waker {
+    Waker::from(Arc::new(Unpark(thread::current())))
+}
+
 /// The least a blocking caller needs to await a future.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
+fn block_on<F: Future>(waker: &Waker, future: F) -> F::Output {
+    let mut cx = Context::from_waker(waker);
     let mut future = pin!(future);
     loop {
         if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
@@ -434,8 +456,9 @@ fn concurrency(c: &mut Criterion) {
                 let semaphore = tokio::sync::Semaphore::new(4);
                 b.iter_custom(|iters| {
                     run_timed(threads, |_| {
+                        let waker = thread_waker();
                         for _ in 0..iters {
-                            drop(black_box(block_on(semaphore.acquire()).unwrap()));
+                            drop(black_box(block_on(&waker, semaphore.acquire()).unwrap()));
                         }
                     })
                 });

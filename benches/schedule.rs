@@ -28,6 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use sheaf::hash::FastBuildHasher;
 use sheaf::pool::WorkerPool;
 use sheaf::schedule::{JobId, Scheduler};
 
@@ -36,8 +37,8 @@ type HeapJob = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 struct HeapState {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
-    jobs: HashMap<u64, HeapJob>,
-    cancelled: HashSet<u64>,
+    jobs: HashMap<u64, HeapJob, FastBuildHasher>,
+    cancelled: HashSet<u64, FastBuildHasher>,
     next_id: u64,
     stop: bool,
 }

@@ -97,9 +97,18 @@ struct Progress {
 }
 
 impl Progress {
-    /// Waits until `target` bytes in all have reached the sink.
-    fn wait_for(&self, target: u64) {
+    /// Sets the count [`wait_for`](Self::wait_for) will wait for. Called
+    /// before the producers start, so the sink signals once, on the write
+    /// that crosses it, whatever the implementation's write size (a stale
+    /// target would make every write of a per-record writer lock and
+    /// signal: a system call per record that only the peers would pay).
+    fn expect(&self, target: u64) {
         self.target.store(target, Ordering::SeqCst);
+    }
+
+    /// Waits until `target` bytes in all (set by `expect`) have reached the sink.
+    fn wait_for(&self, target: u64) {
+        debug_assert_eq!(self.target.load(Ordering::SeqCst), target);
         let mut guard = self.lock.lock().unwrap();
         while self.bytes.load(Ordering::SeqCst) < target {
             guard = self.reached.wait(guard).unwrap();
@@ -118,7 +127,8 @@ impl<S: Write> Write for Counting<S> {
         let n = self.inner.write(buf)?;
         let p = &*self.progress;
         let total = p.bytes.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-        if total >= p.target.load(Ordering::SeqCst) {
+        let target = p.target.load(Ordering::SeqCst);
+        if total - (n as u64) < target && total >= target {
             drop(p.lock.lock().unwrap());
             p.reached.notify_all();
         }
@@ -359,6 +369,7 @@ impl Instance {
     ) -> Duration {
         let expected =
             progress.bytes.load(Ordering::SeqCst) + (producers * per * record.len()) as u64;
+        progress.expect(expected);
         let elapsed = match self {
             Self::Sheaf(writer) => {
                 let start = produce(
