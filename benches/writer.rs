@@ -31,14 +31,15 @@
 //!   64 or 512 bytes per iteration, split over 2 or 8 producers, into
 //!   `File::create("/dev/null")`; `writer/throughput-64B-file` writes to an
 //!   unlinked temporary file on disk instead.
-//! - `writer/slow-sink-latency`: 2 producers × 200,000 records of 64 bytes
+//! - `writer/slow-sink-latency`: 2 and 8 producers (8 oversubscribe a 2-core
+//!   machine) × 200,000 records of 64 bytes
 //!   into a sink that sleeps 1 ms on every 1,000th `write` call it receives
 //!   (an fsync, say; the count runs on across iterations). An implementation that batches records into fewer,
 //!   larger sink calls meets fewer stalls, as it would with a real disk.
 //!   Each producer times each `write_all` (`Instant` before and after); the
 //!   latencies of every iteration go into a histogram (about 1 % resolution)
 //!   and the group prints, per implementation,
-//!   `LATENCY writer/slow-sink/<impl> p50=..ns p99=..ns p999=..ns max=..ns n=..`.
+//!   `LATENCY writer/slow-sink/<impl>/<producers> p50=..ns p99=..ns p999=..ns max=..ns n=..`.
 //!   Criterion's time is the whole iteration. sheaf runs with the Block
 //!   policy and its default capacity, which holds far more than the producers
 //!   write during one stall; the run asserts that nothing was dropped.
@@ -525,13 +526,16 @@ fn bench_throughput_file_64(c: &mut Criterion) {
 
 fn bench_slow_sink(c: &mut Criterion) {
     let record = make_record(64);
-    let producers = 2;
     let mut group = c.benchmark_group("writer/slow-sink-latency");
-    group.throughput(Throughput::Elements(
-        (producers * LATENCY_RECORDS_PER_PRODUCER) as u64,
-    ));
     group.sampling_mode(SamplingMode::Flat);
-    for imp in IMPLS {
+    // 8 producers oversubscribe the 2-core machine.
+    for (producers, imp) in [2usize, 8]
+        .into_iter()
+        .flat_map(|p| IMPLS.iter().map(move |imp| (p, imp)))
+    {
+        group.throughput(Throughput::Elements(
+            (producers * LATENCY_RECORDS_PER_PRODUCER) as u64,
+        ));
         let hist = Mutex::new(Hist::new());
         let calls = Arc::new(AtomicU64::new(0));
         let sink = SlowSink {
@@ -552,7 +556,7 @@ fn bench_slow_sink(c: &mut Criterion) {
             continue; // filtered out
         }
         eprintln!(
-            "LATENCY writer/slow-sink/{imp} p50={}ns p99={}ns p999={}ns max={}ns n={} sink_stalls={stalls}",
+            "LATENCY writer/slow-sink/{imp}/{producers} p50={}ns p99={}ns p999={}ns max={}ns n={} sink_stalls={stalls}",
             hist.percentile(0.50),
             hist.percentile(0.99),
             hist.percentile(0.999),
