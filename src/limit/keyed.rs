@@ -50,22 +50,54 @@ pub struct KeyedStats {
     pub quota_panics: u64,
 }
 
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct KeyState {
-    tat: u64,
+/// A quota in the units a check computes with: `T` and `burst · T`, in ns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rates {
     interval: u64,
     capacity: u64,
 }
 
+impl Rates {
+    fn of(quota: Quota) -> Self {
+        Self {
+            interval: quota.interval_ns(),
+            capacity: quota.capacity_ns(),
+        }
+    }
+}
+
+/// A key's GCRA state: its theoretical arrival time, and its quota only
+/// when `quota_for` gave it one other than the default. Most keys run on
+/// the default, so the entry is 16 bytes beside the key, not 24: the
+/// table's entries are what a check at a million keys misses on.
+#[derive(Debug)]
+pub(crate) struct KeyState {
+    tat: u64,
+    own: Option<Box<Rates>>,
+}
+
 impl KeyState {
+    fn new(rates: Rates, default: Rates) -> Self {
+        Self {
+            tat: 0,
+            own: (rates != default).then(|| Box::new(rates)),
+        }
+    }
+
     #[inline]
-    fn take(&mut self, now: u64, n: u64) -> Result<(), Denied> {
-        match n.checked_mul(self.interval) {
-            Some(increment) if increment <= self.capacity => {
-                self.tat = decide(self.tat, now, increment, self.capacity).map_err(Denied::Wait)?;
+    fn rates(&self, default: Rates) -> Rates {
+        self.own.as_deref().copied().unwrap_or(default)
+    }
+
+    #[inline]
+    fn take(&mut self, now: u64, n: u64, default: Rates) -> Result<(), Denied> {
+        let Rates { interval, capacity } = self.rates(default);
+        match n.checked_mul(interval) {
+            Some(increment) if increment <= capacity => {
+                self.tat = decide(self.tat, now, increment, capacity).map_err(Denied::Wait)?;
                 Ok(())
             }
-            _ => Err(Denied::Exceeds(self.capacity / self.interval)),
+            _ => Err(Denied::Exceeds(capacity / interval)),
         }
     }
 }
@@ -88,8 +120,10 @@ struct Counters {
 
 /// A rate limiter per key, created on a key's first check.
 ///
-/// Each key's GCRA state (its theoretical arrival time and quota, 24 bytes
-/// beside the key) lives in a [`ShardedTable`]; a check locks one shard for
+/// Each key's GCRA state (its theoretical arrival time and, for a key whose
+/// `quota_for` quota differs from the default, a pointer to it: 16 bytes
+/// beside the key, and 16 more on the heap for such a key) lives in a
+/// [`ShardedTable`]; a check locks one shard for
 /// a lookup and a few arithmetic operations.
 ///
 /// Memory follows the keys in use, without the caller doing anything:
@@ -132,6 +166,8 @@ struct Counters {
 pub struct KeyedLimiter<K, C: Clock = QuantaClock> {
     table: ShardedTable<K, KeyState>,
     default: Quota,
+    /// `default` in the units of a check.
+    rates: Rates,
     quota_for: Option<QuotaFn<K>>,
     max_keys: usize,
     when_full: WhenFull,
@@ -262,6 +298,7 @@ impl<K, C: Clock> KeyedLimiterBuilder<K, C> {
             peaks: (0..table.shards()).map(|_| AtomicUsize::new(0)).collect(),
             table,
             default: self.default,
+            rates: Rates::of(self.default),
             quota_for: self.quota_for,
             max_keys: self.max_keys,
             when_full: self.when_full,
@@ -314,7 +351,7 @@ where
         {
             let mut shard = self.table.lock_shard(index);
             if let Some(state) = shard.live.get_mut(hash as u32, key) {
-                let result = state.take(now, n);
+                let result = state.take(now, n, self.rates);
                 drop(shard);
                 return result.map_err(|d| self.error(d, n));
             }
@@ -356,22 +393,20 @@ where
     ) -> Result<(), CheckError> {
         // The user's function runs outside any lock.
         let quota = self.quota_of(key);
-        let mut state = KeyState {
-            tat: 0,
-            interval: quota.interval_ns(),
-            capacity: quota.capacity_ns(),
-        };
+        let mut state = KeyState::new(Rates::of(quota), self.rates);
         let mut evicted_elsewhere = 0;
         loop {
             let mut shard = self.table.lock_shard(index);
             if let Some(existing) = shard.live.get_mut(hash as u32, key) {
                 // Another thread started the key meanwhile.
-                let result = existing.take(now, n);
+                let result = existing.take(now, n, self.rates);
                 drop(shard);
                 return result.map_err(|d| self.error(d, n));
             }
             // Only a passing first check starts tracking a key.
-            state.take(now, n).map_err(|d| self.error(d, n))?;
+            state
+                .take(now, n, self.rates)
+                .map_err(|d| self.error(d, n))?;
             if self.reserve_key() {
                 shard
                     .live
@@ -518,15 +553,11 @@ where
     /// Cells `key` could take at once now (its burst if it is not tracked).
     pub fn available(&self, key: &K) -> u64 {
         let now = self.now_ns();
-        let state = self.table.with(key, |s| *s).unwrap_or_else(|| {
-            let quota = self.quota_of(key);
-            KeyState {
-                tat: 0,
-                interval: quota.interval_ns(),
-                capacity: quota.capacity_ns(),
-            }
-        });
-        state.capacity.saturating_sub(state.tat.saturating_sub(now)) / state.interval
+        let (tat, rates) = self
+            .table
+            .with(key, |s| (s.tat, s.rates(self.rates)))
+            .unwrap_or_else(|| (0, Rates::of(self.quota_of(key))));
+        rates.capacity.saturating_sub(tat.saturating_sub(now)) / rates.interval
     }
 
     /// Stops tracking `key` (it starts full on its next check).
